@@ -1,0 +1,167 @@
+//! Checkpoint I/O: strict safetensors, tensor sources, PyTorch → MLX layout, strict loading.
+//!
+//! Model code never reads files: it asks a [`TensorSource`] for tensors by official key.
+//! Layout changes (PyTorch channels-first conv weights → MLX channels-last) happen here,
+//! once, keyed by name and rank ([`to_mlx_layout`]).
+pub mod safetensors;
+
+use std::collections::{BTreeMap, HashSet};
+
+use mlx_rs::module::ModuleParameters;
+use mlx_rs::{Array, Dtype};
+
+use crate::error::{Error, Result};
+
+/// How the tensors of a source are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Official PyTorch layout (conv weights `[O, I, k...]`, VAE gammas `[C,1,1(,1)]`).
+    PyTorch,
+    /// Our converted layout (conv weights channels-last, gammas `[C]`).
+    Mlx,
+}
+
+/// Anything that can hand out tensors by official key.
+pub trait TensorSource {
+    fn tensor_names(&self) -> Vec<String>;
+    /// Shape as stored (in the source's layout).
+    fn tensor_shape(&self, name: &str) -> Option<Vec<i32>>;
+    /// The tensor as stored (dtype and layout of the source).
+    fn load_tensor(&self, name: &str) -> Result<Array>;
+    fn layout(&self) -> Layout;
+}
+
+/// In-memory tensors in official PyTorch layout (fixtures, tests).
+impl TensorSource for BTreeMap<String, Array> {
+    fn tensor_names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+    fn tensor_shape(&self, name: &str) -> Option<Vec<i32>> {
+        self.get(name).map(|a| a.shape().to_vec())
+    }
+    fn load_tensor(&self, name: &str) -> Result<Array> {
+        self.get(name)
+            .cloned()
+            .ok_or_else(|| Error::Weights(vec![format!("missing `{name}`")]))
+    }
+    fn layout(&self) -> Layout {
+        Layout::PyTorch
+    }
+}
+
+/// Is this key a convolution weight that MLX wants channels-last?
+fn is_conv_weight(name: &str, rank: usize) -> bool {
+    name.ends_with("weight") && (rank == 4 || rank == 5)
+}
+
+/// Shape of a tensor after [`to_mlx_layout`].
+pub fn mlx_shape(name: &str, shape: &[i32]) -> Vec<i32> {
+    if is_conv_weight(name, shape.len()) {
+        let mut s = vec![shape[0]];
+        s.extend_from_slice(&shape[2..]);
+        s.push(shape[1]);
+        s
+    } else if name.ends_with("gamma") && shape.len() > 1 && shape[1..].iter().all(|&d| d == 1) {
+        vec![shape[0]]
+    } else {
+        shape.to_vec()
+    }
+}
+
+/// PyTorch layout → MLX layout: Conv3d `[O,I,D,H,W]→[O,D,H,W,I]`, Conv2d `[O,I,H,W]→[O,H,W,I]`,
+/// VAE RMS-norm gammas `[C,1,1(,1)]→[C]`. Everything else (Linear `[out,in]`) is unchanged.
+pub fn to_mlx_layout(name: &str, a: Array) -> Result<Array> {
+    let rank = a.ndim();
+    if is_conv_weight(name, rank) {
+        let axes: Vec<i32> = if rank == 5 { vec![0, 2, 3, 4, 1] } else { vec![0, 2, 3, 1] };
+        Ok(a.transpose_axes(&axes)?)
+    } else if name.ends_with("gamma") && rank > 1 && a.shape()[1..].iter().all(|&d| d == 1) {
+        Ok(a.reshape(&[a.shape()[0]])?)
+    } else {
+        Ok(a)
+    }
+}
+
+/// Inverse of [`to_mlx_layout`] for conv weights (used when exporting in official layout).
+pub fn to_pytorch_layout(name: &str, a: Array, official_shape: &[i32]) -> Result<Array> {
+    let rank = a.ndim();
+    if is_conv_weight(name, rank) {
+        let axes: Vec<i32> = if rank == 5 { vec![0, 4, 1, 2, 3] } else { vec![0, 3, 1, 2] };
+        Ok(a.transpose_axes(&axes)?)
+    } else if a.shape() != official_shape {
+        Ok(a.reshape(official_shape)?)
+    } else {
+        Ok(a)
+    }
+}
+
+/// Check that `src` holds exactly the expected tensors (official key → MLX-layout shape),
+/// reporting every missing, unexpected and mis-shaped key at once. Nothing is loaded.
+pub fn check_tensors(src: &dyn TensorSource, expected: &[(String, Vec<i32>)]) -> Result<()> {
+    let names: HashSet<String> = src.tensor_names().into_iter().collect();
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    for (key, shape) in expected {
+        seen.insert(key.as_str());
+        match src.tensor_shape(key) {
+            None => problems.push(format!("missing `{key}` (expected {shape:?})")),
+            Some(got) => {
+                let got = match src.layout() {
+                    Layout::PyTorch => mlx_shape(key, &got),
+                    Layout::Mlx => got,
+                };
+                if &got != shape {
+                    problems.push(format!("`{key}`: expected shape {shape:?}, got {got:?}"));
+                }
+            }
+        }
+    }
+    let mut unexpected: Vec<&String> = names.iter().filter(|n| !seen.contains(n.as_str())).collect();
+    unexpected.sort();
+    for n in unexpected {
+        problems.push(format!("unexpected `{n}`"));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Error::Weights(problems)) }
+}
+
+/// The module's parameters as (official key, MLX-layout shape), sorted.
+pub fn expected_params<M: ModuleParameters + ?Sized>(
+    module: &M,
+    to_official: &dyn Fn(&str) -> String,
+) -> Vec<(String, Vec<i32>)> {
+    let mut out: Vec<(String, Vec<i32>)> = module
+        .parameters()
+        .flatten()
+        .iter()
+        .map(|(k, a)| (to_official(k), a.shape().to_vec()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Strictly load a module: every parameter must come from `src` under its official key
+/// (`to_official` maps the module's own key to it), with the right shape, and nothing may
+/// be left over. Tensors are converted to MLX layout and cast to `dtype` when given.
+pub fn load_strict<M: ModuleParameters + ?Sized>(
+    module: &mut M,
+    src: &dyn TensorSource,
+    to_official: &dyn Fn(&str) -> String,
+    dtype: Option<Dtype>,
+) -> Result<()> {
+    check_tensors(src, &expected_params(module, to_official))?;
+    let mut params = module.parameters_mut().flatten();
+    for (internal, slot) in params.iter_mut() {
+        let official = to_official(internal);
+        let mut a = src.load_tensor(&official)?;
+        if src.layout() == Layout::PyTorch {
+            a = to_mlx_layout(&official, a)?;
+        }
+        if let Some(d) = dtype {
+            if a.dtype() != d {
+                a = a.as_dtype(d)?;
+            }
+        }
+        **slot = a;
+    }
+    Ok(())
+}

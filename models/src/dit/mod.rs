@@ -1,0 +1,10 @@
+//! The Wan DiT (`WanModel`) in MLX: one file per model part.
+pub mod attention;
+pub mod block;
+pub mod config;
+pub mod keys;
+pub mod model;
+pub mod rope;
+
+pub use config::{ModelType, WanConfig};
+pub use model::{DitInput, Timesteps, Trace, WanModel};

@@ -1,0 +1,347 @@
+//! `WanModel` (official `wan/modules/model.py`): patch embedding, text/time embeddings,
+//! time projection, `num_layers` blocks, head, unpatchify.
+//!
+//! Layouts: latents enter channels-first `[B, C, F, H, W]` like the official model; tokens
+//! are `[B, L, D]` in (f, h, w) row-major order. The patch-embedding Conv3d (kernel =
+//! stride = patch) is computed as a reshape + matmul on channels-last patches with the
+//! weight in MLX conv layout `[D, pt, ph, pw, C]` (transposed once, at load).
+//! The time embedding is computed once per *distinct* timestep value and gathered per
+//! token, never materialised per token.
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use mlx_rs::fast;
+use mlx_rs::macros::ModuleParameters;
+use mlx_rs::module::{ModuleParameters as _, Param};
+use mlx_rs::ops::concatenate;
+use mlx_rs::{Array, Dtype};
+
+use crate::checkpoint::{self, TensorSource};
+use crate::dit::attention::Rope;
+use crate::dit::block::{BlockTrace, WanAttentionBlock};
+use crate::dit::config::WanConfig;
+use crate::dit::keys;
+use crate::dit::rope::{grid_cos_sin, sinusoidal_embedding};
+use crate::error::{Error, Result};
+use crate::nn::{Linear, cast, zeros_param};
+
+/// Intermediates captured for parity checks, by fixture name (`patch_embedding`, `e`, ...).
+pub type Trace = BTreeMap<String, Array>;
+
+#[derive(Debug, Clone, ModuleParameters)]
+pub struct PatchEmbedding {
+    /// `[D, pt, ph, pw, C_in]` (MLX Conv3d layout).
+    #[param]
+    pub weight: Param<Array>,
+    #[param]
+    pub bias: Param<Array>,
+}
+
+/// `Linear → act → Linear` (`text_embedding`: GELU-tanh, `time_embedding`: SiLU).
+#[derive(Debug, Clone, ModuleParameters)]
+pub struct Mlp {
+    #[param]
+    pub fc1: Linear,
+    #[param]
+    pub fc2: Linear,
+}
+
+/// `time_projection = Sequential(SiLU, Linear(D, 6D))`.
+#[derive(Debug, Clone, ModuleParameters)]
+pub struct TimeProjection {
+    #[param]
+    pub fc: Linear,
+}
+
+#[derive(Debug, Clone, ModuleParameters)]
+pub struct Head {
+    #[param]
+    pub modulation: Param<Array>,
+    #[param]
+    pub head: Linear,
+}
+
+/// Timesteps as the official model accepts them.
+#[derive(Debug, Clone)]
+pub enum Timesteps {
+    /// One value per sample (`t` of shape `[B]`, A14B).
+    PerSample(Vec<f32>),
+    /// One value per token, `[B][L]` flattened row-major (ti2v-5B).
+    PerToken(Vec<f32>),
+}
+
+/// One forward call. `context` holds each sample's text embedding `[L_i, text_dim]`,
+/// unpadded (the model zero-pads to `text_len`, as official).
+pub struct DitInput<'a> {
+    pub x: &'a Array,
+    pub t: &'a Timesteps,
+    pub context: &'a [Array],
+    pub y: Option<&'a Array>,
+}
+
+#[derive(Debug, ModuleParameters)]
+pub struct WanModel {
+    #[param]
+    pub patch_embedding: PatchEmbedding,
+    #[param]
+    pub text_embedding: Mlp,
+    #[param]
+    pub time_embedding: Mlp,
+    #[param]
+    pub time_projection: TimeProjection,
+    #[param]
+    pub blocks: Vec<WanAttentionBlock>,
+    #[param]
+    pub head: Head,
+    pub config: WanConfig,
+    /// RoPE tables per token grid (constant for a whole generation).
+    rope_cache: RefCell<HashMap<[usize; 3], (Array, Array)>>,
+}
+
+impl WanModel {
+    /// The model with lazy zero placeholders (no memory is used until weights replace them).
+    pub fn new(config: WanConfig) -> Result<Self> {
+        config.validate()?;
+        let c = &config;
+        let (d, eps) = (c.dim, c.eps as f32);
+        let [pt, ph, pw] = c.patch_size;
+        let blocks = (0..c.num_layers)
+            .map(|_| WanAttentionBlock::zeros(d, c.ffn_dim, c.num_heads, c.qk_norm, c.cross_attn_norm, eps))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            patch_embedding: PatchEmbedding { weight: zeros_param(&[d, pt, ph, pw, c.in_dim])?, bias: zeros_param(&[d])? },
+            text_embedding: Mlp { fc1: Linear::zeros(c.text_dim, d, true)?, fc2: Linear::zeros(d, d, true)? },
+            time_embedding: Mlp { fc1: Linear::zeros(c.freq_dim, d, true)?, fc2: Linear::zeros(d, d, true)? },
+            time_projection: TimeProjection { fc: Linear::zeros(d, 6 * d, true)? },
+            blocks,
+            head: Head {
+                modulation: zeros_param(&[1, 2, d])?,
+                head: Linear::zeros(d, c.patch_volume() * c.out_dim, true)?,
+            },
+            config,
+            rope_cache: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Every official key with its MLX-layout shape (what a checkpoint must hold).
+    pub fn expected_params(&self) -> Vec<(String, Vec<i32>)> {
+        checkpoint::expected_params(self, &keys::to_official)
+    }
+
+    /// Build from a config and strictly load float32 weights from `src`; a wrong key set or
+    /// shape is reported in full before any tensor is read.
+    pub fn load(config: WanConfig, src: &dyn TensorSource) -> Result<Self> {
+        let mut m = Self::new(config)?;
+        checkpoint::load_strict(&mut m, src, &keys::to_official, Some(Dtype::Float32))?;
+        Ok(m)
+    }
+
+    /// Compute dtype of the big Linears (patch/text embeddings and every block); the time
+    /// embedding, projection, head, norms and modulation stay float32, as the official
+    /// autocast regions keep them. Use bf16 on Metal, float32 on CPU.
+    pub fn set_compute_dtype(&mut self, dtype: Dtype) -> Result<()> {
+        *self.patch_embedding.weight = self.patch_embedding.weight.as_dtype(dtype)?;
+        self.text_embedding.fc1.cast(dtype)?;
+        self.text_embedding.fc2.cast(dtype)?;
+        for b in &mut self.blocks {
+            b.cast(dtype)?;
+        }
+        Ok(())
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.parameters().flatten().values().map(|a| a.size()).sum()
+    }
+
+    fn rope(&self, grid: [usize; 3]) -> Result<(Array, Array)> {
+        if let Some(r) = self.rope_cache.borrow().get(&grid) {
+            return Ok(r.clone());
+        }
+        let r = grid_cos_sin(self.config.head_dim() as usize, grid)?;
+        self.rope_cache.borrow_mut().insert(grid, r.clone());
+        Ok(r)
+    }
+
+    /// Distinct timestep values `[U]` and a per-token (or per-sample) index `[B, Li]`.
+    fn timestep_index(&self, t: &Timesteps, b: i32, l: i32) -> Result<(Vec<f64>, Array)> {
+        let (vals, li): (&[f32], i32) = match t {
+            Timesteps::PerSample(v) => (v, 1),
+            Timesteps::PerToken(v) => (v, l),
+        };
+        if vals.len() != (b * li) as usize {
+            return Err(Error::Input(format!(
+                "timesteps: expected {} values ({b} sample(s) × {li}), got {}",
+                b * li,
+                vals.len()
+            )));
+        }
+        let mut uniq: Vec<f32> = Vec::new();
+        let mut idx = Vec::with_capacity(vals.len());
+        for &v in vals {
+            let i = match uniq.iter().position(|&u| u.to_bits() == v.to_bits()) {
+                Some(i) => i,
+                None => {
+                    uniq.push(v);
+                    uniq.len() - 1
+                }
+            };
+            idx.push(i as i32);
+        }
+        Ok((uniq.iter().map(|&v| v as f64).collect(), Array::from_slice(&idx, &[b, li])))
+    }
+
+    /// Patchify `[B, C, F, H, W]` → tokens `[B, L, pt·ph·pw·C]` ordered (kt, kh, kw, c).
+    fn patchify(&self, x: &Array) -> Result<(Array, [usize; 3])> {
+        let s = x.shape();
+        let (b, c, f, h, w) = (s[0], s[1], s[2], s[3], s[4]);
+        let [pt, ph, pw] = self.config.patch_size;
+        if f % pt != 0 || h % ph != 0 || w % pw != 0 {
+            return Err(Error::Input(format!(
+                "latent {f}×{h}×{w} is not divisible by the patch size {pt}×{ph}×{pw}"
+            )));
+        }
+        let (fp, hp, wp) = (f / pt, h / ph, w / pw);
+        let t = x
+            .transpose_axes(&[0, 2, 3, 4, 1])? // [B, F, H, W, C]
+            .reshape(&[b, fp, pt, hp, ph, wp, pw, c])?
+            .transpose_axes(&[0, 1, 3, 5, 2, 4, 6, 7])? // [B, Fp, Hp, Wp, pt, ph, pw, C]
+            .reshape(&[b, fp * hp * wp, pt * ph * pw * c])?;
+        Ok((t, [fp as usize, hp as usize, wp as usize]))
+    }
+
+    /// `[B, L, pt·ph·pw·C_out]` (patch-major, channel innermost) → `[B, C_out, F, H, W]`.
+    fn unpatchify(&self, x: &Array, grid: [usize; 3]) -> Result<Array> {
+        let [pt, ph, pw] = self.config.patch_size;
+        let c = self.config.out_dim;
+        let (b, [fp, hp, wp]) = (x.shape()[0], grid.map(|g| g as i32));
+        Ok(x
+            .reshape(&[b, fp, hp, wp, pt, ph, pw, c])?
+            .transpose_axes(&[0, 7, 1, 4, 2, 5, 3, 6])? // [B, C, Fp, pt, Hp, ph, Wp, pw]
+            .reshape(&[b, c, fp * pt, hp * ph, wp * pw])?)
+    }
+
+    /// Zero-pad each context to `text_len` rows and embed → `[B, text_len, D]`.
+    pub fn embed_context(&self, context: &[Array]) -> Result<Array> {
+        let (tl, td) = (self.config.text_len, self.config.text_dim);
+        let rows = context
+            .iter()
+            .map(|c| {
+                let s = c.shape();
+                if s.len() != 2 || s[1] != td {
+                    return Err(Error::Input(format!("context must be [L, {td}], got {s:?}")));
+                }
+                if s[0] > tl {
+                    return Err(Error::Input(format!(
+                        "context has {} tokens, more than the model's text_len {tl} (truncate the prompt)",
+                        s[0]
+                    )));
+                }
+                let c = cast(c, Dtype::Float32)?;
+                Ok(if s[0] < tl { concatenate(&[c, mlx_rs::ops::zeros::<f32>(&[tl - s[0], td])?], 0)? } else { c })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ctx = mlx_rs::ops::stack(&rows, 0)?;
+        let h = mlx_rs::nn::gelu_approximate(self.text_embedding.fc1.forward(&ctx)?)?;
+        Ok(cast(&self.text_embedding.fc2.forward(&h)?, Dtype::Float32)?)
+    }
+
+    /// Forward pass. Returns the velocity prediction `[B, C_out, F, H, W]` (float32).
+    pub fn forward(&self, input: &DitInput, trace: Option<&mut Trace>) -> Result<Array> {
+        let context = self.embed_context(input.context)?;
+        self.forward_embedded(input.x, input.y, input.t, &context, trace)
+    }
+
+    /// Forward with a context already embedded by [`Self::embed_context`] (reused across
+    /// steps by the pipelines: the text embedding does not depend on t).
+    pub fn forward_embedded(
+        &self,
+        x: &Array,
+        y: Option<&Array>,
+        t: &Timesteps,
+        context: &Array,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Array> {
+        let c = &self.config;
+        if x.ndim() != 5 {
+            return Err(Error::Input(format!("latent must be [B, C, F, H, W], got {:?}", x.shape())));
+        }
+        let x = match y {
+            Some(y) => concatenate(&[cast(x, Dtype::Float32)?, cast(y, Dtype::Float32)?], 1)?,
+            None => cast(x, Dtype::Float32)?,
+        };
+        if x.shape()[1] != c.in_dim {
+            return Err(Error::Input(format!(
+                "model expects {} input channels (latent + conditioning), got {}",
+                c.in_dim,
+                x.shape()[1]
+            )));
+        }
+        let b = x.shape()[0];
+        if context.shape()[0] != b {
+            return Err(Error::Input(format!("{} context(s) for {b} latent(s)", context.shape()[0])));
+        }
+
+        // Patch embedding: [B, L, pt·ph·pw·C] @ [D, pt·ph·pw·C]ᵀ.
+        let (patches, grid) = self.patchify(&x)?;
+        let l = patches.shape()[1];
+        let w = self.patch_embedding.weight.reshape(&[c.dim, -1])?;
+        let mut h = cast(&patches, w.dtype())?.matmul(w.t())?;
+        h = cast(&h, Dtype::Float32)?.add(cast(&self.patch_embedding.bias, Dtype::Float32)?)?;
+
+        // Time embedding, once per distinct t: e [U, D], e0 [U, 6, D].
+        let (uniq, index) = self.timestep_index(t, b, l)?;
+        let sin = sinusoidal_embedding(c.freq_dim as usize, &uniq);
+        let e = self
+            .time_embedding
+            .fc2
+            .forward(&mlx_rs::nn::silu(self.time_embedding.fc1.forward(&sin)?)?)?;
+        let e0 = self
+            .time_projection
+            .fc
+            .forward(&mlx_rs::nn::silu(&e)?)?
+            .reshape(&[uniq.len() as i32, 6, c.dim])?;
+
+        let (cos, sin_t) = self.rope(grid)?;
+        let rope = Rope { cos: &cos, sin: &sin_t };
+
+        if let Some(tr) = trace.as_deref_mut() {
+            let full = |a: &Array, tail: &[i32]| -> Result<Array> {
+                let g = a.take_axis(&index, 0)?; // [B, Li, ...]
+                let mut shape = vec![b, l];
+                shape.extend_from_slice(tail);
+                Ok(mlx_rs::ops::broadcast_to(&g, &shape)?)
+            };
+            tr.insert("patch_embedding".into(), h.clone());
+            tr.insert("e".into(), full(&e, &[c.dim])?);
+            tr.insert("e0".into(), full(&e0, &[6, c.dim])?);
+            tr.insert("context_emb".into(), context.clone());
+            let g: Vec<i64> = grid.iter().map(|&v| v as i64).collect();
+            tr.insert("grid_sizes".into(), Array::from_slice(&g, &[1, 3]));
+        }
+
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut bt = trace.as_ref().map(|_| BlockTrace::default());
+            h = block.forward(&h, &e0, &index, context, &rope, bt.as_mut())?;
+            if let (Some(tr), Some(bt)) = (trace.as_deref_mut(), bt) {
+                tr.insert(format!("block{i}_self_attn"), bt.self_attn.expect("traced"));
+                tr.insert(format!("block{i}_cross_attn"), bt.cross_attn.expect("traced"));
+                tr.insert(format!("block{i}_ffn"), bt.ffn.expect("traced"));
+                tr.insert(format!("block{i}_out"), h.clone());
+            }
+        }
+
+        // Head: modulation + e (the time embedding before the projection) → shift, scale.
+        let hm = self.head.modulation.add(e.expand_dims(1)?)?; // [U, 2, D]
+        let pick = |i: i32| -> Result<Array> {
+            let rows = hm.take_axis(Array::from_int(i), 1)?.reshape(&[uniq.len() as i32, c.dim])?;
+            Ok(rows.take_axis(&index, 0)?)
+        };
+        let hn = fast::layer_norm(&h, None, None, c.eps as f32)?;
+        let hn = hn.multiply(Array::from_f32(1.0).add(pick(1)?)?)?.add(pick(0)?)?;
+        let out = cast(&self.head.head.forward(&hn)?, Dtype::Float32)?;
+        if let Some(tr) = trace.as_deref_mut() {
+            tr.insert("head_out".into(), out.clone());
+        }
+        self.unpatchify(&out, grid)
+    }
+}

@@ -1,0 +1,12 @@
+//! Wan2.2 in MLX (through `mlx-rs`): the library behind Wan Studio's app and CLIs.
+//!
+//! Data flow: prompt → `t5` → context → `pipeline` (solver loop, CFG, experts) driving
+//! `dit::WanModel` → latents → `vae` decode → frames → `video` (mp4).
+pub mod checkpoint;
+pub mod dit;
+pub mod error;
+pub mod fixture;
+pub mod nn;
+pub mod parity;
+
+pub use error::{Error, Result};

@@ -1,0 +1,34 @@
+//! Parity against the golden fixtures: each case builds the module from the file's own
+//! `config` and `param/*`, runs it on `input/*`, and compares every recorded output and
+//! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
+//! is hard-coded: a file of a known `case` kind with other dimensions works the same.
+mod dit;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::fixture::{Fixture, Report};
+
+/// Case kinds this build knows (metadata `case`, or a prefix of it).
+pub const SUPPORTED: &[&str] = &["rope_and_time", "dit_ti2v", "dit_t2v", "dit_i2v"];
+
+/// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
+pub fn run_file(path: &Path) -> Result<Report> {
+    let fx = Fixture::open(path)?;
+    let case = if fx.case.is_empty() {
+        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    } else {
+        fx.case.clone()
+    };
+    let checks = match case.as_str() {
+        "rope_and_time" => dit::rope_and_time(&fx)?,
+        c if c.starts_with("dit_") => dit::dit(&fx)?,
+        other => {
+            return Err(Error::Unsupported(format!(
+                "fixture case `{other}` (supported: {})",
+                SUPPORTED.join(", ")
+            )));
+        }
+    };
+    Ok(Report { file: path.to_path_buf(), case, checks })
+}
