@@ -25,10 +25,16 @@ impl Fixture {
         let st = SafeTensors::open(&path)?;
         let case = st.metadata().get("case").cloned().unwrap_or_default();
         let config = match st.metadata().get("config") {
-            Some(s) => serde_json::from_str(s).map_err(|e| Error::format(&path, format!("metadata config: {e}")))?,
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| Error::format(&path, format!("metadata config: {e}")))?,
             None => Value::Null,
         };
-        Ok(Self { path, st, case, config })
+        Ok(Self {
+            path,
+            st,
+            case,
+            config,
+        })
     }
 
     /// Folder holding the fixture file (relative paths in configs resolve against it).
@@ -46,12 +52,19 @@ impl Fixture {
 
     /// Tensor names starting with `prefix`, sorted.
     pub fn with_prefix(&self, prefix: &str) -> Vec<String> {
-        self.st.names().filter(|n| n.starts_with(prefix)).map(str::to_string).collect()
+        self.st
+            .names()
+            .filter(|n| n.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Result<Array> {
         if !self.has(name) {
-            return Err(Error::format(&self.path, format!("fixture has no tensor `{name}`")));
+            return Err(Error::format(
+                &self.path,
+                format!("fixture has no tensor `{name}`"),
+            ));
         }
         self.st.array(name)
     }
@@ -63,12 +76,14 @@ impl Fixture {
 
     pub fn get_vec_f32(&self, name: &str) -> Result<Vec<f32>> {
         let a = self.get_f32(name)?;
-        Ok(a.to_vec_cast::<f32>().map_err(|e| Error::format(&self.path, e.to_string()))?)
+        a.to_vec_cast::<f32>()
+            .map_err(|e| Error::format(&self.path, e.to_string()))
     }
 
     pub fn get_vec_i64(&self, name: &str) -> Result<Vec<i64>> {
         let a = self.get(name)?.as_dtype(Dtype::Int64)?;
-        Ok(a.to_vec_cast::<i64>().map_err(|e| Error::format(&self.path, e.to_string()))?)
+        a.to_vec_cast::<i64>()
+            .map_err(|e| Error::format(&self.path, e.to_string()))
     }
 
     /// All `param/<key>` tensors, keyed by the official key (prefix stripped).
@@ -88,7 +103,9 @@ impl Fixture {
     pub fn cfg(&self, path: &str) -> Result<&Value> {
         let mut v = &self.config;
         for p in path.split('.') {
-            v = v.get(p).ok_or_else(|| Error::format(&self.path, format!("metadata config has no `{path}`")))?;
+            v = v.get(p).ok_or_else(|| {
+                Error::format(&self.path, format!("metadata config has no `{path}`"))
+            })?;
         }
         Ok(v)
     }
@@ -125,11 +142,19 @@ impl Check {
             "{:<44} {:<20} {}={:<10.3e} tol={:<8.1e} {}{}",
             self.name,
             format!("{:?}", self.shape),
-            if self.absolute { "max|err|" } else { "err/max|ref|" },
+            if self.absolute {
+                "max|err|"
+            } else {
+                "err/max|ref|"
+            },
             self.err,
             self.tol,
             if self.passed() { "PASS" } else { "FAIL" },
-            if self.note.is_empty() { String::new() } else { format!("  ({})", self.note) }
+            if self.note.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", self.note)
+            }
         )
     }
 }
@@ -159,22 +184,38 @@ fn compare_impl(name: &str, got: &Array, want: &Array, tol: f64, absolute: bool)
     let g = got.as_dtype(Dtype::Float32)?;
     let w = want.as_dtype(Dtype::Float32)?;
     let diff = g.subtract(&w)?.abs()?.max(None)?.item_cast::<f32>() as f64;
-    let scale = if absolute { 1.0 } else { w.abs()?.max(None)?.item_cast::<f32>() as f64 };
+    let scale = if absolute {
+        1.0
+    } else {
+        w.abs()?.max(None)?.item_cast::<f32>() as f64
+    };
     let err = if scale > 0.0 { diff / scale } else { diff };
     let err = if err.is_nan() { f64::INFINITY } else { err };
-    Ok(Check { name: name.into(), shape, err, tol, absolute, note: String::new() })
+    Ok(Check {
+        name: name.into(),
+        shape,
+        err,
+        tol,
+        absolute,
+        note: String::new(),
+    })
 }
 
 /// Exact equality for integer tensors (ids, masks, timesteps, experts).
 pub fn compare_exact(name: &str, got: &[i64], want: &[i64], shape: Vec<i32>) -> Check {
-    let mismatches = got.len().abs_diff(want.len()) + got.iter().zip(want).filter(|(a, b)| a != b).count();
+    let mismatches =
+        got.len().abs_diff(want.len()) + got.iter().zip(want).filter(|(a, b)| a != b).count();
     Check {
         name: name.into(),
         shape,
         err: mismatches as f64,
         tol: 0.0,
         absolute: true,
-        note: if mismatches == 0 { "exact".into() } else { format!("{mismatches} element(s) differ") },
+        note: if mismatches == 0 {
+            "exact".into()
+        } else {
+            format!("{mismatches} element(s) differ")
+        },
     }
 }
 
@@ -191,6 +232,8 @@ impl Report {
         !self.checks.is_empty() && self.checks.iter().all(Check::passed)
     }
     pub fn worst(&self) -> Option<&Check> {
-        self.checks.iter().max_by(|a, b| (a.err / a.tol.max(1e-300)).total_cmp(&(b.err / b.tol.max(1e-300))))
+        self.checks
+            .iter()
+            .max_by(|a, b| (a.err / a.tol.max(1e-300)).total_cmp(&(b.err / b.tol.max(1e-300))))
     }
 }

@@ -3,10 +3,12 @@
 //! Data flow: prompt → `t5` → context → `pipeline` (solver loop, CFG, experts) driving
 //! `dit::WanModel` → latents → `vae` decode → frames → `video` (mp4).
 pub mod checkpoint;
+pub mod config;
 pub mod dit;
 pub mod error;
 pub mod fixture;
 pub mod nn;
 pub mod parity;
+pub mod pipeline;
 
 pub use error::{Error, Result};

@@ -21,7 +21,11 @@ impl Linear {
     pub fn zeros(in_dim: i32, out_dim: i32, bias: bool) -> Result<Self> {
         Ok(Self {
             weight: Param::new(mlx_rs::ops::zeros::<f32>(&[out_dim, in_dim])?),
-            bias: Param::new(if bias { Some(mlx_rs::ops::zeros::<f32>(&[out_dim])?) } else { None }),
+            bias: Param::new(if bias {
+                Some(mlx_rs::ops::zeros::<f32>(&[out_dim])?)
+            } else {
+                None
+            }),
         })
     }
 
@@ -54,7 +58,11 @@ impl Linear {
 
 /// Cast only when needed (MLX's astype is cheap, but this keeps graphs small).
 pub fn cast(x: &Array, dtype: Dtype) -> Result<Array> {
-    Ok(if x.dtype() == dtype { x.clone() } else { x.as_dtype(dtype)? })
+    Ok(if x.dtype() == dtype {
+        x.clone()
+    } else {
+        x.as_dtype(dtype)?
+    })
 }
 
 /// Placeholder parameter of a given shape (lazy zeros, replaced at load).

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
                     report.case,
                     report.checks.len(),
                     bad,
-                    report.worst().map(|w| format!("{} {:.2e}", w.name, w.err)).unwrap_or_default(),
+                    report
+                        .worst()
+                        .map(|w| format!("{} {:.2e}", w.name, w.err))
+                        .unwrap_or_default(),
                     start.elapsed().as_secs_f64()
                 );
             }

@@ -73,7 +73,11 @@ pub fn mlx_shape(name: &str, shape: &[i32]) -> Vec<i32> {
 pub fn to_mlx_layout(name: &str, a: Array) -> Result<Array> {
     let rank = a.ndim();
     if is_conv_weight(name, rank) {
-        let axes: Vec<i32> = if rank == 5 { vec![0, 2, 3, 4, 1] } else { vec![0, 2, 3, 1] };
+        let axes: Vec<i32> = if rank == 5 {
+            vec![0, 2, 3, 4, 1]
+        } else {
+            vec![0, 2, 3, 1]
+        };
         Ok(a.transpose_axes(&axes)?)
     } else if name.ends_with("gamma") && rank > 1 && a.shape()[1..].iter().all(|&d| d == 1) {
         Ok(a.reshape(&[a.shape()[0]])?)
@@ -86,7 +90,11 @@ pub fn to_mlx_layout(name: &str, a: Array) -> Result<Array> {
 pub fn to_pytorch_layout(name: &str, a: Array, official_shape: &[i32]) -> Result<Array> {
     let rank = a.ndim();
     if is_conv_weight(name, rank) {
-        let axes: Vec<i32> = if rank == 5 { vec![0, 4, 1, 2, 3] } else { vec![0, 3, 1, 2] };
+        let axes: Vec<i32> = if rank == 5 {
+            vec![0, 4, 1, 2, 3]
+        } else {
+            vec![0, 3, 1, 2]
+        };
         Ok(a.transpose_axes(&axes)?)
     } else if a.shape() != official_shape {
         Ok(a.reshape(official_shape)?)
@@ -116,12 +124,19 @@ pub fn check_tensors(src: &dyn TensorSource, expected: &[(String, Vec<i32>)]) ->
             }
         }
     }
-    let mut unexpected: Vec<&String> = names.iter().filter(|n| !seen.contains(n.as_str())).collect();
+    let mut unexpected: Vec<&String> = names
+        .iter()
+        .filter(|n| !seen.contains(n.as_str()))
+        .collect();
     unexpected.sort();
     for n in unexpected {
         problems.push(format!("unexpected `{n}`"));
     }
-    if problems.is_empty() { Ok(()) } else { Err(Error::Weights(problems)) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Weights(problems))
+    }
 }
 
 /// The module's parameters as (official key, MLX-layout shape), sorted.
@@ -156,10 +171,10 @@ pub fn load_strict<M: ModuleParameters + ?Sized>(
         if src.layout() == Layout::PyTorch {
             a = to_mlx_layout(&official, a)?;
         }
-        if let Some(d) = dtype {
-            if a.dtype() != d {
-                a = a.as_dtype(d)?;
-            }
+        if let Some(d) = dtype
+            && a.dtype() != d
+        {
+            a = a.as_dtype(d)?;
         }
         **slot = a;
     }

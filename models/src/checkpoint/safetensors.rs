@@ -149,42 +149,66 @@ pub struct Header {
 pub fn parse_header(path: &Path, prefix: &[u8], file_len: u64) -> Result<Header> {
     let bad = |reason: String| Error::format(path, reason);
     if file_len < 8 || prefix.len() < 8 {
-        return Err(bad(format!("not a safetensors file: {file_len} bytes, shorter than the 8-byte header length")));
+        return Err(bad(format!(
+            "not a safetensors file: {file_len} bytes, shorter than the 8-byte header length"
+        )));
     }
     let n = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
     if n > MAX_HEADER_BYTES {
-        return Err(bad(format!("header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")));
+        return Err(bad(format!(
+            "header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit"
+        )));
     }
     if 8 + n > file_len {
-        return Err(bad(format!("header length {n} runs past the end of the {file_len}-byte file")));
+        return Err(bad(format!(
+            "header length {n} runs past the end of the {file_len}-byte file"
+        )));
     }
     let hdr = prefix
         .get(8..(8 + n) as usize)
         .ok_or_else(|| bad("header truncated".into()))?;
-    let json: Value = serde_json::from_slice(hdr).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-    let obj = json.as_object().ok_or_else(|| bad("header JSON is not an object".into()))?;
+    let json: Value =
+        serde_json::from_slice(hdr).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| bad("header JSON is not an object".into()))?;
     let data_len = file_len - 8 - n;
     let mut tensors = BTreeMap::new();
     let mut metadata = BTreeMap::new();
     for (name, v) in obj {
         if name == "__metadata__" {
-            let m = v.as_object().ok_or_else(|| bad("__metadata__ is not an object".into()))?;
+            let m = v
+                .as_object()
+                .ok_or_else(|| bad("__metadata__ is not an object".into()))?;
             for (k, v) in m {
-                let s = v.as_str().ok_or_else(|| bad(format!("__metadata__[{k}] is not a string")))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| bad(format!("__metadata__[{k}] is not a string")))?;
                 metadata.insert(k.clone(), s.to_string());
             }
             continue;
         }
-        let t = v.as_object().ok_or_else(|| bad(format!("tensor `{name}`: entry is not an object")))?;
-        let dt = t.get("dtype").and_then(Value::as_str).ok_or_else(|| bad(format!("tensor `{name}`: missing dtype")))?;
-        let dtype = StDtype::parse(dt).ok_or_else(|| bad(format!("tensor `{name}`: unknown dtype `{dt}`")))?;
-        let shape_v = t.get("shape").and_then(Value::as_array).ok_or_else(|| bad(format!("tensor `{name}`: missing shape")))?;
+        let t = v
+            .as_object()
+            .ok_or_else(|| bad(format!("tensor `{name}`: entry is not an object")))?;
+        let dt = t
+            .get("dtype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("tensor `{name}`: missing dtype")))?;
+        let dtype = StDtype::parse(dt)
+            .ok_or_else(|| bad(format!("tensor `{name}`: unknown dtype `{dt}`")))?;
+        let shape_v = t
+            .get("shape")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad(format!("tensor `{name}`: missing shape")))?;
         let mut shape = Vec::with_capacity(shape_v.len().min(16));
         let mut numel: u64 = 1;
         for d in shape_v {
-            let d = d
-                .as_u64()
-                .ok_or_else(|| bad(format!("tensor `{name}`: shape entry {d} is not a non-negative integer")))?;
+            let d = d.as_u64().ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}`: shape entry {d} is not a non-negative integer"
+                ))
+            })?;
             if d > i32::MAX as u64 {
                 return Err(bad(format!("tensor `{name}`: dimension {d} is too large")));
             }
@@ -200,10 +224,18 @@ pub fn parse_header(path: &Path, prefix: &[u8], file_len: u64) -> Result<Header>
             .get("data_offsets")
             .and_then(Value::as_array)
             .filter(|a| a.len() == 2)
-            .ok_or_else(|| bad(format!("tensor `{name}`: data_offsets must be [begin, end]")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}`: data_offsets must be [begin, end]"
+                ))
+            })?;
         let (start, end) = match (offs[0].as_u64(), offs[1].as_u64()) {
             (Some(s), Some(e)) if s <= e => (s, e),
-            _ => return Err(bad(format!("tensor `{name}`: invalid data_offsets {offs:?}"))),
+            _ => {
+                return Err(bad(format!(
+                    "tensor `{name}`: invalid data_offsets {offs:?}"
+                )));
+            }
         };
         if end - start != nbytes {
             return Err(bad(format!(
@@ -217,25 +249,46 @@ pub fn parse_header(path: &Path, prefix: &[u8], file_len: u64) -> Result<Header>
                 "tensor `{name}`: data_offsets [{start}, {end}] run past the {data_len}-byte data section (file truncated?)"
             )));
         }
-        tensors.insert(name.clone(), TensorInfo { dtype, shape, start, end });
+        tensors.insert(
+            name.clone(),
+            TensorInfo {
+                dtype,
+                shape,
+                start,
+                end,
+            },
+        );
     }
     // Ranges must tile the data section exactly: no overlap, no gap, nothing trailing.
-    let mut ranges: Vec<(u64, u64, &str)> = tensors.iter().map(|(k, t)| (t.start, t.end, k.as_str())).collect();
+    let mut ranges: Vec<(u64, u64, &str)> = tensors
+        .iter()
+        .map(|(k, t)| (t.start, t.end, k.as_str()))
+        .collect();
     ranges.sort();
     let mut pos = 0u64;
     for (s, e, k) in ranges {
         if s != pos {
             return Err(bad(format!(
                 "tensor `{k}`: data_offsets start at {s}, expected {pos} ({})",
-                if s < pos { "overlaps the previous tensor" } else { "gap in the data section" }
+                if s < pos {
+                    "overlaps the previous tensor"
+                } else {
+                    "gap in the data section"
+                }
             )));
         }
         pos = e;
     }
     if pos != data_len {
-        return Err(bad(format!("data section has {data_len} bytes but the tensors cover {pos}")));
+        return Err(bad(format!(
+            "data section has {data_len} bytes but the tensors cover {pos}"
+        )));
     }
-    Ok(Header { tensors, metadata, data_offset: 8 + n })
+    Ok(Header {
+        tensors,
+        metadata,
+        data_offset: 8 + n,
+    })
 }
 
 /// Read and validate only the header of a file (fast on a 20 GB shard).
@@ -245,7 +298,10 @@ pub fn read_header(path: &Path) -> Result<Header> {
     let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len = [0u8; 8];
     if file_len < 8 {
-        return Err(Error::format(path, format!("not a safetensors file: {file_len} bytes")));
+        return Err(Error::format(
+            path,
+            format!("not a safetensors file: {file_len} bytes"),
+        ));
     }
     f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
     let n = u64::from_le_bytes(len);
@@ -254,7 +310,8 @@ pub fn read_header(path: &Path) -> Result<Header> {
     }
     let mut buf = vec![0u8; 8 + n as usize];
     buf[..8].copy_from_slice(&len);
-    f.read_exact(&mut buf[8..]).map_err(|e| Error::io(path, e))?;
+    f.read_exact(&mut buf[8..])
+        .map_err(|e| Error::io(path, e))?;
     parse_header(path, &buf, file_len)
 }
 
@@ -273,7 +330,11 @@ impl SafeTensors {
         // as with every mmap-based loader, and never happens for our own writes (atomic renames).
         let mmap = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
         let header = parse_header(path, &mmap, mmap.len() as u64)?;
-        Ok(Self { path: path.to_path_buf(), mmap, header })
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap,
+            header,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -310,7 +371,10 @@ impl SafeTensors {
 
 /// Copy little-endian bytes into a new MLX array (MLX copies; no alignment needed).
 pub fn array_from_bytes(bytes: &[u8], shape: &[i32], dtype: StDtype) -> Array {
-    debug_assert_eq!(bytes.len() as u64, shape.iter().map(|&d| d as u64).product::<u64>() * dtype.size());
+    debug_assert_eq!(
+        bytes.len() as u64,
+        shape.iter().map(|&d| d as u64).product::<u64>() * dtype.size()
+    );
     if bytes.is_empty() {
         return mlx_rs::ops::zeros_dtype(shape, dtype.to_mlx()).expect("empty array");
     }
@@ -320,16 +384,24 @@ pub fn array_from_bytes(bytes: &[u8], shape: &[i32], dtype: StDtype) -> Array {
 
 /// Write arrays (evaluated on the way) to a safetensors file atomically: a temp file in
 /// the same folder, fsync, rename. Keys are written in sorted order.
-pub fn save(path: &Path, tensors: &BTreeMap<String, Array>, metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    tensors: &BTreeMap<String, Array>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     use std::io::Write;
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("strings"));
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).expect("strings"),
+        );
     }
     let mut offset = 0u64;
     let mut order = Vec::with_capacity(tensors.len());
     for (k, a) in tensors {
-        let dt = StDtype::from_mlx(a.dtype()).ok_or_else(|| Error::Unsupported(format!("dtype {:?} of `{k}`", a.dtype())))?;
+        let dt = StDtype::from_mlx(a.dtype())
+            .ok_or_else(|| Error::Unsupported(format!("dtype {:?} of `{k}`", a.dtype())))?;
         let n = a.size() as u64 * dt.size();
         header.insert(
             k.clone(),
@@ -339,7 +411,7 @@ pub fn save(path: &Path, tensors: &BTreeMap<String, Array>, metadata: &BTreeMap<
         order.push((k, a));
     }
     let mut hjson = serde_json::to_vec(&Value::Object(header)).expect("json");
-    while hjson.len() % 8 != 0 {
+    while !hjson.len().is_multiple_of(8) {
         hjson.push(b' ');
     }
     let tmp = tmp_path(path);
@@ -374,7 +446,9 @@ pub fn with_bytes<R>(a: &Array, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
             .try_as_slice::<T>()
             .map_err(|e| Error::Unsupported(format!("array not readable as bytes: {e}")))?;
         // SAFETY: plain-old-data elements viewed as bytes while `c` is alive.
-        let b = unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) };
+        let b = unsafe {
+            std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s))
+        };
         Ok(f(b))
     }
     match c.dtype() {
@@ -397,6 +471,9 @@ pub fn with_bytes<R>(a: &Array, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
 
 /// A sibling temp path used for atomic writes.
 pub fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }

@@ -22,7 +22,9 @@ pub struct WanRmsNorm {
 
 impl WanRmsNorm {
     pub fn zeros(dim: i32) -> Result<Self> {
-        Ok(Self { weight: zeros_param(&[dim])? })
+        Ok(Self {
+            weight: zeros_param(&[dim])?,
+        })
     }
     pub fn forward(&self, x: &Array, eps: f32) -> Result<Array> {
         let x = cast(x, Dtype::Float32)?;
@@ -64,8 +66,16 @@ impl WanAttention {
             k: Linear::zeros(dim, dim, true)?,
             v: Linear::zeros(dim, dim, true)?,
             o: Linear::zeros(dim, dim, true)?,
-            norm_q: if qk_norm { Some(WanRmsNorm::zeros(dim)?) } else { None },
-            norm_k: if qk_norm { Some(WanRmsNorm::zeros(dim)?) } else { None },
+            norm_q: if qk_norm {
+                Some(WanRmsNorm::zeros(dim)?)
+            } else {
+                None
+            },
+            norm_k: if qk_norm {
+                Some(WanRmsNorm::zeros(dim)?)
+            } else {
+                None
+            },
             num_heads,
             eps,
         })
@@ -115,7 +125,9 @@ impl WanAttention {
         let v = cast(&v, dt)?.transpose_axes(&perm)?;
         let scale = 1.0 / (hd as f32).sqrt();
         let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, None, None)?;
-        let out = out.transpose_axes(&perm)?.reshape(&[b, l, self.num_heads * hd])?;
+        let out = out
+            .transpose_axes(&perm)?
+            .reshape(&[b, l, self.num_heads * hd])?;
         self.o.forward(&out)
     }
 

@@ -49,7 +49,10 @@ impl Modulation<'_> {
     /// Chunk `i` as `[B, Li, D]` float32.
     pub fn chunk(&self, i: i32) -> Result<Array> {
         let s = self.table.shape();
-        let rows = self.table.take_axis(Array::from_int(i), 1)?.reshape(&[s[0], s[2]])?;
+        let rows = self
+            .table
+            .take_axis(Array::from_int(i), 1)?
+            .reshape(&[s[0], s[2]])?;
         Ok(rows.take_axis(self.index, 0)?)
     }
 }
@@ -79,17 +82,30 @@ pub struct BlockTrace {
 }
 
 impl WanAttentionBlock {
-    pub fn zeros(dim: i32, ffn_dim: i32, heads: i32, qk_norm: bool, cross_attn_norm: bool, eps: f32) -> Result<Self> {
+    pub fn zeros(
+        dim: i32,
+        ffn_dim: i32,
+        heads: i32,
+        qk_norm: bool,
+        cross_attn_norm: bool,
+        eps: f32,
+    ) -> Result<Self> {
         Ok(Self {
             modulation: zeros_param(&[1, 6, dim])?,
             self_attn: WanAttention::zeros(dim, heads, qk_norm, eps)?,
             norm3: if cross_attn_norm {
-                Some(WanLayerNorm { weight: zeros_param(&[dim])?, bias: zeros_param(&[dim])? })
+                Some(WanLayerNorm {
+                    weight: zeros_param(&[dim])?,
+                    bias: zeros_param(&[dim])?,
+                })
             } else {
                 None
             },
             cross_attn: WanAttention::zeros(dim, heads, qk_norm, eps)?,
-            ffn: FeedForward { fc1: Linear::zeros(dim, ffn_dim, true)?, fc2: Linear::zeros(ffn_dim, dim, true)? },
+            ffn: FeedForward {
+                fc1: Linear::zeros(dim, ffn_dim, true)?,
+                fc2: Linear::zeros(ffn_dim, dim, true)?,
+            },
             eps,
         })
     }
@@ -105,7 +121,10 @@ impl WanAttentionBlock {
         rope: &Rope,
         trace: Option<&mut BlockTrace>,
     ) -> Result<Array> {
-        let m = Modulation { table: self.modulation.add(e0)?, index };
+        let m = Modulation {
+            table: self.modulation.add(e0)?,
+            index,
+        };
         let ln = |x: &Array| -> Result<Array> { Ok(fast::layer_norm(x, None, None, self.eps)?) };
         let one = Array::from_f32(1.0);
 
@@ -117,7 +136,10 @@ impl WanAttentionBlock {
             Some(n) => fast::layer_norm(&x, Some(&*n.weight), Some(&*n.bias), self.eps)?,
             None => x.clone(),
         };
-        let c = cast(&self.cross_attn.forward_cross(&xn, context)?, Dtype::Float32)?;
+        let c = cast(
+            &self.cross_attn.forward_cross(&xn, context)?,
+            Dtype::Float32,
+        )?;
         let x = x.add(&c)?;
 
         let h = ln(&x)?.multiply(one.add(m.chunk(4)?)?)?.add(m.chunk(3)?)?;

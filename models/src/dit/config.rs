@@ -68,7 +68,8 @@ const MAX_LAYERS: i32 = 512;
 impl WanConfig {
     /// Parse a `config.json` text; errors name the offending field.
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: WanConfig = serde_json::from_str(text).map_err(|e| Error::Config(format!("DiT config.json: {e}")))?;
+        let cfg: WanConfig = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("DiT config.json: {e}")))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -100,9 +101,15 @@ impl WanConfig {
             }
         }
         if self.num_heads > 0 && self.dim % self.num_heads != 0 {
-            bad.push(format!("dim {} is not divisible by num_heads {}", self.dim, self.num_heads));
+            bad.push(format!(
+                "dim {} is not divisible by num_heads {}",
+                self.dim, self.num_heads
+            ));
         } else if self.num_heads > 0 && (self.head_dim() % 2 != 0 || self.head_dim() < 6) {
-            bad.push(format!("head dim {} must be even and >= 6 (3D RoPE)", self.head_dim()));
+            bad.push(format!(
+                "head dim {} must be even and >= 6 (3D RoPE)",
+                self.head_dim()
+            ));
         }
         if self.freq_dim % 2 != 0 {
             bad.push(format!("freq_dim {} must be even", self.freq_dim));
@@ -111,15 +118,25 @@ impl WanConfig {
             bad.push(format!("patch_size {:?} is invalid", self.patch_size));
         }
         if self.window_size != [-1, -1] {
-            bad.push(format!("window_size {:?}: only global attention (-1, -1) is supported", self.window_size));
+            bad.push(format!(
+                "window_size {:?}: only global attention (-1, -1) is supported",
+                self.window_size
+            ));
         }
         if !(self.eps > 0.0 && self.eps < 1.0) {
             bad.push(format!("eps {} is invalid", self.eps));
         }
         if self.model_type == ModelType::I2v && self.in_dim <= self.out_dim {
-            bad.push(format!("i2v needs in_dim > out_dim (got {} / {})", self.in_dim, self.out_dim));
+            bad.push(format!(
+                "i2v needs in_dim > out_dim (got {} / {})",
+                self.in_dim, self.out_dim
+            ));
         }
-        if bad.is_empty() { Ok(()) } else { Err(Error::Config(bad.join("; "))) }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(bad.join("; ")))
+        }
     }
 
     /// TI2V-5B (`wan/configs/wan_ti2v_5B.py`, `config.json` of Wan2.2-TI2V-5B).
@@ -135,7 +152,15 @@ impl WanConfig {
         Self::preset(ModelType::I2v, 36, 16, 5120, 13824, 40, 40)
     }
 
-    fn preset(model_type: ModelType, in_dim: i32, out_dim: i32, dim: i32, ffn_dim: i32, heads: i32, layers: i32) -> Self {
+    fn preset(
+        model_type: ModelType,
+        in_dim: i32,
+        out_dim: i32,
+        dim: i32,
+        ffn_dim: i32,
+        heads: i32,
+        layers: i32,
+    ) -> Self {
         Self {
             model_type,
             patch_size: default_patch(),

@@ -49,7 +49,13 @@ mod tests {
         ] {
             assert_eq!(to_official(&to_internal(k)), k);
         }
-        assert_eq!(to_internal("blocks.17.ffn.0.weight"), "blocks.17.ffn.fc1.weight");
-        assert_eq!(to_internal("time_projection.1.bias"), "time_projection.fc.bias");
+        assert_eq!(
+            to_internal("blocks.17.ffn.0.weight"),
+            "blocks.17.ffn.fc1.weight"
+        );
+        assert_eq!(
+            to_internal("time_projection.1.bias"),
+            "time_projection.fc.bias"
+        );
     }
 }

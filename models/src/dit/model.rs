@@ -106,13 +106,33 @@ impl WanModel {
         let (d, eps) = (c.dim, c.eps as f32);
         let [pt, ph, pw] = c.patch_size;
         let blocks = (0..c.num_layers)
-            .map(|_| WanAttentionBlock::zeros(d, c.ffn_dim, c.num_heads, c.qk_norm, c.cross_attn_norm, eps))
+            .map(|_| {
+                WanAttentionBlock::zeros(
+                    d,
+                    c.ffn_dim,
+                    c.num_heads,
+                    c.qk_norm,
+                    c.cross_attn_norm,
+                    eps,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            patch_embedding: PatchEmbedding { weight: zeros_param(&[d, pt, ph, pw, c.in_dim])?, bias: zeros_param(&[d])? },
-            text_embedding: Mlp { fc1: Linear::zeros(c.text_dim, d, true)?, fc2: Linear::zeros(d, d, true)? },
-            time_embedding: Mlp { fc1: Linear::zeros(c.freq_dim, d, true)?, fc2: Linear::zeros(d, d, true)? },
-            time_projection: TimeProjection { fc: Linear::zeros(d, 6 * d, true)? },
+            patch_embedding: PatchEmbedding {
+                weight: zeros_param(&[d, pt, ph, pw, c.in_dim])?,
+                bias: zeros_param(&[d])?,
+            },
+            text_embedding: Mlp {
+                fc1: Linear::zeros(c.text_dim, d, true)?,
+                fc2: Linear::zeros(d, d, true)?,
+            },
+            time_embedding: Mlp {
+                fc1: Linear::zeros(c.freq_dim, d, true)?,
+                fc2: Linear::zeros(d, d, true)?,
+            },
+            time_projection: TimeProjection {
+                fc: Linear::zeros(d, 6 * d, true)?,
+            },
             blocks,
             head: Head {
                 modulation: zeros_param(&[1, 2, d])?,
@@ -187,7 +207,10 @@ impl WanModel {
             };
             idx.push(i as i32);
         }
-        Ok((uniq.iter().map(|&v| v as f64).collect(), Array::from_slice(&idx, &[b, li])))
+        Ok((
+            uniq.iter().map(|&v| v as f64).collect(),
+            Array::from_slice(&idx, &[b, li]),
+        ))
     }
 
     /// Patchify `[B, C, F, H, W]` → tokens `[B, L, pt·ph·pw·C]` ordered (kt, kh, kw, c).
@@ -214,8 +237,7 @@ impl WanModel {
         let [pt, ph, pw] = self.config.patch_size;
         let c = self.config.out_dim;
         let (b, [fp, hp, wp]) = (x.shape()[0], grid.map(|g| g as i32));
-        Ok(x
-            .reshape(&[b, fp, hp, wp, pt, ph, pw, c])?
+        Ok(x.reshape(&[b, fp, hp, wp, pt, ph, pw, c])?
             .transpose_axes(&[0, 7, 1, 4, 2, 5, 3, 6])? // [B, C, Fp, pt, Hp, ph, Wp, pw]
             .reshape(&[b, c, fp * pt, hp * ph, wp * pw])?)
     }
@@ -242,7 +264,7 @@ impl WanModel {
             .collect::<Result<Vec<_>>>()?;
         let ctx = mlx_rs::ops::stack(&rows, 0)?;
         let h = mlx_rs::nn::gelu_approximate(self.text_embedding.fc1.forward(&ctx)?)?;
-        Ok(cast(&self.text_embedding.fc2.forward(&h)?, Dtype::Float32)?)
+        cast(&self.text_embedding.fc2.forward(&h)?, Dtype::Float32)
     }
 
     /// Forward pass. Returns the velocity prediction `[B, C_out, F, H, W]` (float32).
@@ -263,7 +285,10 @@ impl WanModel {
     ) -> Result<Array> {
         let c = &self.config;
         if x.ndim() != 5 {
-            return Err(Error::Input(format!("latent must be [B, C, F, H, W], got {:?}", x.shape())));
+            return Err(Error::Input(format!(
+                "latent must be [B, C, F, H, W], got {:?}",
+                x.shape()
+            )));
         }
         let x = match y {
             Some(y) => concatenate(&[cast(x, Dtype::Float32)?, cast(y, Dtype::Float32)?], 1)?,
@@ -278,7 +303,10 @@ impl WanModel {
         }
         let b = x.shape()[0];
         if context.shape()[0] != b {
-            return Err(Error::Input(format!("{} context(s) for {b} latent(s)", context.shape()[0])));
+            return Err(Error::Input(format!(
+                "{} context(s) for {b} latent(s)",
+                context.shape()[0]
+            )));
         }
 
         // Patch embedding: [B, L, pt·ph·pw·C] @ [D, pt·ph·pw·C]ᵀ.
@@ -302,7 +330,10 @@ impl WanModel {
             .reshape(&[uniq.len() as i32, 6, c.dim])?;
 
         let (cos, sin_t) = self.rope(grid)?;
-        let rope = Rope { cos: &cos, sin: &sin_t };
+        let rope = Rope {
+            cos: &cos,
+            sin: &sin_t,
+        };
 
         if let Some(tr) = trace.as_deref_mut() {
             let full = |a: &Array, tail: &[i32]| -> Result<Array> {
@@ -324,7 +355,10 @@ impl WanModel {
             h = block.forward(&h, &e0, &index, context, &rope, bt.as_mut())?;
             if let (Some(tr), Some(bt)) = (trace.as_deref_mut(), bt) {
                 tr.insert(format!("block{i}_self_attn"), bt.self_attn.expect("traced"));
-                tr.insert(format!("block{i}_cross_attn"), bt.cross_attn.expect("traced"));
+                tr.insert(
+                    format!("block{i}_cross_attn"),
+                    bt.cross_attn.expect("traced"),
+                );
                 tr.insert(format!("block{i}_ffn"), bt.ffn.expect("traced"));
                 tr.insert(format!("block{i}_out"), h.clone());
             }
@@ -333,13 +367,17 @@ impl WanModel {
         // Head: modulation + e (the time embedding before the projection) → shift, scale.
         let hm = self.head.modulation.add(e.expand_dims(1)?)?; // [U, 2, D]
         let pick = |i: i32| -> Result<Array> {
-            let rows = hm.take_axis(Array::from_int(i), 1)?.reshape(&[uniq.len() as i32, c.dim])?;
+            let rows = hm
+                .take_axis(Array::from_int(i), 1)?
+                .reshape(&[uniq.len() as i32, c.dim])?;
             Ok(rows.take_axis(&index, 0)?)
         };
         let hn = fast::layer_norm(&h, None, None, c.eps as f32)?;
-        let hn = hn.multiply(Array::from_f32(1.0).add(pick(1)?)?)?.add(pick(0)?)?;
+        let hn = hn
+            .multiply(Array::from_f32(1.0).add(pick(1)?)?)?
+            .add(pick(0)?)?;
         let out = cast(&self.head.head.forward(&hn)?, Dtype::Float32)?;
-        if let Some(tr) = trace.as_deref_mut() {
+        if let Some(tr) = trace {
             tr.insert("head_out".into(), out.clone());
         }
         self.unpatchify(&out, grid)

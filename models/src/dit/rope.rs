@@ -35,7 +35,11 @@ pub fn rope_angles(max_pos: usize, dim_part: usize) -> Vec<f64> {
 /// The full official frequency table `[max_pos, d/2]` as angles (t | h | w columns).
 pub fn freqs_table(head_dim: usize, max_pos: usize) -> Vec<f64> {
     let [ct, ch, cw] = rope_split(head_dim);
-    let (t, h, w) = (rope_angles(max_pos, 2 * ct), rope_angles(max_pos, 2 * ch), rope_angles(max_pos, 2 * cw));
+    let (t, h, w) = (
+        rope_angles(max_pos, 2 * ct),
+        rope_angles(max_pos, 2 * ch),
+        rope_angles(max_pos, 2 * cw),
+    );
     let mut out = Vec::with_capacity(max_pos * (ct + ch + cw));
     for p in 0..max_pos {
         out.extend_from_slice(&t[p * ct..(p + 1) * ct]);
@@ -51,7 +55,9 @@ pub fn grid_cos_sin(head_dim: usize, grid: [usize; 3]) -> Result<(Array, Array)>
     let [ct, ch, cw] = rope_split(head_dim);
     let c = ct + ch + cw;
     let inv = |n: usize, dim: usize| -> Vec<f64> {
-        (0..n).map(|j| 1.0 / ROPE_THETA.powf((2 * j) as f64 / dim as f64)).collect()
+        (0..n)
+            .map(|j| 1.0 / ROPE_THETA.powf((2 * j) as f64 / dim as f64))
+            .collect()
     };
     let (wt, wh, ww) = (inv(ct, 2 * ct), inv(ch, 2 * ch), inv(cw, 2 * cw));
     let l = grid[0] * grid[1] * grid[2];
@@ -73,14 +79,19 @@ pub fn grid_cos_sin(head_dim: usize, grid: [usize; 3]) -> Result<(Array, Array)>
         }
     }
     let shape = [l as i32, c as i32];
-    Ok((Array::from_slice(&cos, &shape), Array::from_slice(&sin, &shape)))
+    Ok((
+        Array::from_slice(&cos, &shape),
+        Array::from_slice(&sin, &shape),
+    ))
 }
 
 /// Rotate `x [B, L, H, d]` by per-token `cos/sin [L, d/2]` (interleaved pairs), in float32.
 pub fn rope_apply(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
     let s = x.shape().to_vec();
     let (b, l, h, d) = (s[0], s[1], s[2], s[3]);
-    let x = x.as_dtype(mlx_rs::Dtype::Float32)?.reshape(&[b, l, h, d / 2, 2])?;
+    let x = x
+        .as_dtype(mlx_rs::Dtype::Float32)?
+        .reshape(&[b, l, h, d / 2, 2])?;
     let parts = x.split_equal(2, -1)?; // [B, L, H, d/2, 1] each
     let (re, im) = (parts[0].squeeze_axes(&[-1])?, parts[1].squeeze_axes(&[-1])?);
     let cos = cos.reshape(&[1, l, 1, d / 2])?;
@@ -94,7 +105,9 @@ pub fn rope_apply(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
 /// computed in f64 and returned as float32 `[n, dim]`.
 pub fn sinusoidal_embedding(dim: usize, positions: &[f64]) -> Array {
     let half = dim / 2;
-    let omega: Vec<f64> = (0..half).map(|k| 10000f64.powf(-(k as f64) / half as f64)).collect();
+    let omega: Vec<f64> = (0..half)
+        .map(|k| 10000f64.powf(-(k as f64) / half as f64))
+        .collect();
     let mut out = Vec::with_capacity(positions.len() * dim);
     for &t in positions {
         out.extend(omega.iter().map(|w| (t * w).cos() as f32));
@@ -148,10 +161,13 @@ mod tests {
         for j in 0..6 {
             let (re, im) = (o[12 + 2 * j], o[12 + 2 * j + 1]);
             if j < ct + ch {
-                assert!((re - 1.0).abs() < 1e-7 && im.abs() < 1e-7, "pair {j} must not rotate");
+                assert!(
+                    (re - 1.0).abs() < 1e-7 && im.abs() < 1e-7,
+                    "pair {j} must not rotate"
+                );
             } else {
                 let k = j - ct - ch;
-                let a = 10000f64.powf(-(2 * k) as f64 / 4.0);
+                let a = 10000f64.powf(-((2 * k) as f64) / 4.0);
                 assert!((re as f64 - a.cos()).abs() < 1e-6 && (im as f64 - a.sin()).abs() < 1e-6);
             }
         }

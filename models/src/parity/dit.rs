@@ -20,15 +20,35 @@ pub fn rope_and_time(fx: &Fixture) -> Result<Vec<Check>> {
     let shape = [max_pos as i32, (head_dim / 2) as i32];
     let re: Vec<f32> = angles.iter().map(|a| a.cos() as f32).collect();
     let im: Vec<f32> = angles.iter().map(|a| a.sin() as f32).collect();
-    checks.push(compare_abs("output/freqs_real", &Array::from_slice(&re, &shape), &fx.get("output/freqs_real")?, TOL_TABLE)?);
-    checks.push(compare_abs("output/freqs_imag", &Array::from_slice(&im, &shape), &fx.get("output/freqs_imag")?, TOL_TABLE)?);
+    checks.push(compare_abs(
+        "output/freqs_real",
+        &Array::from_slice(&re, &shape),
+        &fx.get("output/freqs_real")?,
+        TOL_TABLE,
+    )?);
+    checks.push(compare_abs(
+        "output/freqs_imag",
+        &Array::from_slice(&im, &shape),
+        &fx.get("output/freqs_imag")?,
+        TOL_TABLE,
+    )?);
 
     let g = fx.get_vec_i64("input/grid_sizes")?;
     let grid = [g[0] as usize, g[1] as usize, g[2] as usize];
     let (cos, sin) = grid_cos_sin(head_dim, grid)?;
     if fx.has("inter/grid_cos") {
-        checks.push(compare_abs("inter/grid_cos", &cos, &fx.get("inter/grid_cos")?, TOL_TABLE)?);
-        checks.push(compare_abs("inter/grid_sin", &sin, &fx.get("inter/grid_sin")?, TOL_TABLE)?);
+        checks.push(compare_abs(
+            "inter/grid_cos",
+            &cos,
+            &fx.get("inter/grid_cos")?,
+            TOL_TABLE,
+        )?);
+        checks.push(compare_abs(
+            "inter/grid_sin",
+            &sin,
+            &fx.get("inter/grid_sin")?,
+            TOL_TABLE,
+        )?);
     }
 
     // rope_apply on [B, L+pad, H, d]: tokens past the grid pass through unchanged.
@@ -37,12 +57,30 @@ pub fn rope_and_time(fx: &Fixture) -> Result<Vec<Check>> {
     let total = x.shape()[1];
     let parts = x.split_at_indices(&[l], 1)?;
     let rotated = rope_apply(&parts[0], &cos, &sin)?;
-    let out = if total > l { mlx_rs::ops::concatenate(&[rotated, parts[1].clone()], 1)? } else { rotated };
-    checks.push(compare("output/rope_out", &out, &fx.get("output/rope_out")?, TOL_ROPE)?);
+    let out = if total > l {
+        mlx_rs::ops::concatenate(&[rotated, parts[1].clone()], 1)?
+    } else {
+        rotated
+    };
+    checks.push(compare(
+        "output/rope_out",
+        &out,
+        &fx.get("output/rope_out")?,
+        TOL_ROPE,
+    )?);
 
     let freq_dim = fx.cfg_i64("freq_dim")? as usize;
-    let ts: Vec<f64> = fx.get_vec_f32("input/timesteps")?.iter().map(|&v| v as f64).collect();
-    checks.push(compare_abs("output/sin_emb", &sinusoidal_embedding(freq_dim, &ts), &fx.get("output/sin_emb")?, TOL_TABLE)?);
+    let ts: Vec<f64> = fx
+        .get_vec_f32("input/timesteps")?
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    checks.push(compare_abs(
+        "output/sin_emb",
+        &sinusoidal_embedding(freq_dim, &ts),
+        &fx.get("output/sin_emb")?,
+        TOL_TABLE,
+    )?);
     Ok(checks)
 }
 
@@ -60,14 +98,30 @@ pub fn dit(fx: &Fixture) -> Result<Vec<Check>> {
     let model = WanModel::load(cfg, &fx.params()?)?;
 
     let x = fx.get_f32("input/x")?.expand_dims(0)?;
-    let y = if fx.has("input/y") { Some(fx.get_f32("input/y")?.expand_dims(0)?) } else { None };
+    let y = if fx.has("input/y") {
+        Some(fx.get_f32("input/y")?.expand_dims(0)?)
+    } else {
+        None
+    };
     let t_shape = fx.get("input/t")?.shape().to_vec();
     let t_vals = fx.get_vec_f32("input/t")?;
-    let t = if t_shape.len() == 2 { Timesteps::PerToken(t_vals) } else { Timesteps::PerSample(t_vals) };
+    let t = if t_shape.len() == 2 {
+        Timesteps::PerToken(t_vals)
+    } else {
+        Timesteps::PerSample(t_vals)
+    };
     let context = [fx.get_f32("input/context")?];
 
     let mut trace = Trace::new();
-    let out = model.forward(&DitInput { x: &x, t: &t, context: &context, y: y.as_ref() }, Some(&mut trace))?;
+    let out = model.forward(
+        &DitInput {
+            x: &x,
+            t: &t,
+            context: &context,
+            y: y.as_ref(),
+        },
+        Some(&mut trace),
+    )?;
 
     let mut checks = Vec::new();
     for name in fx.with_prefix("inter/") {
@@ -76,7 +130,12 @@ pub fn dit(fx: &Fixture) -> Result<Vec<Check>> {
         if key == "grid_sizes" {
             let want = fx.get_vec_i64(&name)?;
             let got: Vec<i64> = got.as_slice::<i64>().to_vec();
-            checks.push(crate::fixture::compare_exact(&name, &got, &want, vec![want.len() as i32]));
+            checks.push(crate::fixture::compare_exact(
+                &name,
+                &got,
+                &want,
+                vec![want.len() as i32],
+            ));
             continue;
         }
         let want = fx.get(&name)?;
@@ -84,6 +143,11 @@ pub fn dit(fx: &Fixture) -> Result<Vec<Check>> {
         let got = mlx_rs::ops::broadcast_to(got, want.shape())?;
         checks.push(compare(&name, &got, &want, TOL_DIT)?);
     }
-    checks.push(compare("output/out", &out, &fx.get("output/out")?, TOL_DIT)?);
+    checks.push(compare(
+        "output/out",
+        &out,
+        &fx.get("output/out")?,
+        TOL_DIT,
+    )?);
     Ok(checks)
 }

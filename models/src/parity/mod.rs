@@ -16,7 +16,9 @@ pub const SUPPORTED: &[&str] = &["rope_and_time", "dit_ti2v", "dit_t2v", "dit_i2
 pub fn run_file(path: &Path) -> Result<Report> {
     let fx = Fixture::open(path)?;
     let case = if fx.case.is_empty() {
-        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     } else {
         fx.case.clone()
     };
@@ -30,5 +32,9 @@ pub fn run_file(path: &Path) -> Result<Report> {
             )));
         }
     };
-    Ok(Report { file: path.to_path_buf(), case, checks })
+    Ok(Report {
+        file: path.to_path_buf(),
+        case,
+        checks,
+    })
 }

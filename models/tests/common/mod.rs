@@ -1,0 +1,50 @@
+//! Shared by the integration tests: where the golden fixtures are, and one assertion.
+#![allow(dead_code)]
+use std::path::PathBuf;
+
+/// `$WAN_FIXTURES` or `../shared/fixtures` beside the repository. `None` (test skipped,
+/// with a note) when absent — except with `CI=true`, where a missing folder fails.
+pub fn fixtures_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("WAN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    if dir.join("README.md").exists() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "fixtures not found at {} (CI=true: this is a failure, not a skip)",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "SKIP: fixtures not found at {} (set WAN_FIXTURES)",
+        dir.display()
+    );
+    None
+}
+
+/// A fixture file path, or `None` when the fixture folder is absent (see above).
+pub fn fixture(name: &str) -> Option<PathBuf> {
+    let p = fixtures_dir()?.join(name);
+    assert!(p.exists(), "fixture {} is missing", p.display());
+    Some(p)
+}
+
+/// Run the parity case of one fixture file and assert every check passed.
+pub fn assert_parity(name: &str) {
+    let Some(path) = fixture(name) else { return };
+    let report = wan::parity::run_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.line())
+        .collect();
+    assert!(!report.checks.is_empty(), "{name}: no checks ran");
+    assert!(
+        failed.is_empty(),
+        "{name}: parity failures:\n{}",
+        failed.join("\n")
+    );
+}

@@ -1,0 +1,95 @@
+//! DiT parity against the official fixtures (`rope_and_time`, `dit_*`), plus the strict
+//! loader's refusal of wrong weights.
+mod common;
+
+use std::collections::BTreeMap;
+
+use wan::dit::{WanConfig, WanModel};
+use wan::fixture::Fixture;
+
+#[test]
+fn rope_and_time_matches_official() {
+    common::assert_parity("rope_and_time.safetensors");
+}
+
+#[test]
+fn dit_ti2v_matches_official() {
+    common::assert_parity("dit_ti2v.safetensors");
+}
+
+#[test]
+fn dit_t2v_matches_official() {
+    common::assert_parity("dit_t2v.safetensors");
+}
+
+#[test]
+fn dit_i2v_matches_official() {
+    common::assert_parity("dit_i2v.safetensors");
+}
+
+fn t2v_fixture() -> Option<(WanConfig, BTreeMap<String, mlx_rs::Array>)> {
+    let fx = Fixture::open(common::fixture("dit_t2v.safetensors")?).unwrap();
+    let cfg: WanConfig = serde_json::from_value(fx.cfg("constructor").unwrap().clone()).unwrap();
+    Some((cfg, fx.params().unwrap()))
+}
+
+#[test]
+fn expected_keys_are_exactly_the_official_state_dict() {
+    let Some((cfg, params)) = t2v_fixture() else {
+        return;
+    };
+    let model = WanModel::new(cfg).unwrap();
+    let expected: Vec<String> = model
+        .expected_params()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let official: Vec<String> = params.keys().cloned().collect();
+    assert_eq!(expected, official);
+}
+
+#[test]
+fn strict_load_reports_every_problem_at_once() {
+    let Some((cfg, mut params)) = t2v_fixture() else {
+        return;
+    };
+    params.remove("blocks.1.ffn.0.bias");
+    params.insert(
+        "blocks.0.self_attn.q.weight".into(),
+        mlx_rs::ops::zeros::<f32>(&[3, 3]).unwrap(),
+    );
+    params.insert(
+        "extra.weight".into(),
+        mlx_rs::ops::zeros::<f32>(&[1]).unwrap(),
+    );
+    let err = WanModel::load(cfg, &params).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.code(), "weights");
+    assert!(msg.contains("missing `blocks.1.ffn.0.bias`"), "{msg}");
+    assert!(
+        msg.contains("`blocks.0.self_attn.q.weight`: expected shape [256, 256], got [3, 3]"),
+        "{msg}"
+    );
+    assert!(msg.contains("unexpected `extra.weight`"), "{msg}");
+}
+
+#[test]
+fn patch_embedding_weight_is_transposed_to_channels_last() {
+    let Some((cfg, params)) = t2v_fixture() else {
+        return;
+    };
+    let pt = params["patch_embedding.weight"].clone(); // [D, C, 1, 2, 2]
+    let model = WanModel::load(cfg, &params).unwrap();
+    let w = &*model.patch_embedding.weight; // [D, 1, 2, 2, C]
+    assert_eq!(w.shape(), &[pt.shape()[0], 1, 2, 2, pt.shape()[1]]);
+    let back = w.transpose_axes(&[0, 4, 1, 2, 3]).unwrap();
+    let diff = back
+        .subtract(&pt)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(None)
+        .unwrap()
+        .item_cast::<f32>();
+    assert_eq!(diff, 0.0);
+}
