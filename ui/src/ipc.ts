@@ -1,0 +1,217 @@
+// The one typed IPC module: every command, event and channel the UI uses, with the
+// Rust types mirrored. Views never call `invoke` directly.
+import { Channel, convertFileSrc, invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+
+export type Task = "ti2v-5B" | "t2v-A14B" | "i2v-A14B";
+export type Solver = "unipc" | "dpm++" | "euler";
+export type Stage = "load_models" | "encode_text" | "encode_image" | "denoise" | "decode" | "done";
+
+/** `wan::pipeline::GenerateParams` (size is [W, H]; guide_scale is [low, high]). */
+export interface GenerateParams {
+  task: Task;
+  prompt: string;
+  negative_prompt: string | null;
+  size: [number, number];
+  frame_num: number;
+  sample_steps: number;
+  sample_shift: number;
+  guide_scale: [number, number];
+  solver: Solver;
+  seed: number;
+  image: string | null;
+}
+
+export interface TaskPreset {
+  task: Task;
+  sizes: [number, number][];
+  size_multiple: [number, number];
+  frame_num: number;
+  fps: number;
+  sample_steps: number;
+  sample_shift: number;
+  guide_scale: [number, number];
+  needs_image: boolean;
+  accepts_image: boolean;
+}
+
+export interface PreviewMsg {
+  width: number;
+  height: number;
+  /** base64 RGB8, one per frame */
+  frames: string[];
+}
+
+export interface Timings {
+  load_s: number;
+  text_s: number;
+  denoise_s: number;
+  decode_s: number;
+}
+
+export interface ClipRecord {
+  id: string;
+  created_unix_ms: number;
+  params: GenerateParams;
+  negative_prompt_used: string;
+  model: { path: string; name: string; engine: string };
+  width: number;
+  height: number;
+  frames: number;
+  fps: number;
+  timings: Timings;
+  wall_s: number;
+}
+
+export interface ClipEntry {
+  record: ClipRecord;
+  dir: string;
+  clip: string;
+  poster: string;
+}
+
+export type JobEvent =
+  | { kind: "started" }
+  | { kind: "stage"; stage: Stage }
+  | {
+      kind: "step";
+      step: number;
+      total: number;
+      elapsed_s: number;
+      eta_s: number;
+      sent_ms: number;
+      preview: PreviewMsg | null;
+    }
+  | { kind: "decode"; done: number; total: number }
+  | { kind: "finished"; clip: ClipEntry }
+  | { kind: "failed"; error: AppError }
+  | { kind: "cancelled" };
+
+export interface JobSummary {
+  id: number;
+  prompt: string;
+  task: Task;
+  size: [number, number];
+  frames: number;
+  steps: number;
+}
+
+export interface QueueSnapshot {
+  running: JobSummary | null;
+  pending: JobSummary[];
+}
+
+export interface DitInfo {
+  dim: number;
+  num_layers: number;
+  num_heads: number;
+  model_type: string;
+  bytes: number;
+}
+
+export interface CheckpointInfo {
+  path: string;
+  task: Task | null;
+  name: string;
+  dits: DitInfo[];
+  total_bytes: number;
+  problems: string[];
+}
+
+export interface MemoryEstimate {
+  weights_bytes: number;
+  activations_bytes: number;
+  total_bytes: number;
+  machine_bytes: number;
+  fits: boolean;
+  reason: string | null;
+}
+
+export interface Settings {
+  checkpoint_dir: string | null;
+  last_params: GenerateParams | null;
+}
+
+export interface AppInfo {
+  data_dir: string;
+  gallery_dir: string;
+  machine_bytes: number;
+  engine: string;
+}
+
+export interface ImageInfo {
+  path: string;
+  width: number;
+  height: number;
+  data_url: string;
+}
+
+/** What every command rejects with. */
+export interface AppError {
+  code: string;
+  message: string;
+}
+
+/** Normalise anything thrown by `invoke` into an AppError. */
+export function asAppError(e: unknown): AppError {
+  if (e && typeof e === "object" && "code" in e && "message" in e) {
+    return { code: String(e.code), message: String(e.message) };
+  }
+  return { code: "internal", message: String(e) };
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw asAppError(e);
+  }
+}
+
+export const ipc = {
+  taskPresets: () => call<TaskPreset[]>("task_presets"),
+  defaultNegativePrompt: () => call<string>("default_negative_prompt"),
+  /** Queue a job; its events arrive on `onEvent` until finished/failed/cancelled. */
+  enqueue: (params: GenerateParams, onEvent: (e: JobEvent) => void) => {
+    const ch = new Channel<JobEvent>();
+    ch.onmessage = onEvent;
+    return call<number>("enqueue", { params, onEvent: ch });
+  },
+  queueSnapshot: () => call<QueueSnapshot>("queue_snapshot"),
+  cancelJob: (id: number) => call<void>("cancel_job", { id }),
+  moveJob: (id: number, index: number) => call<void>("move_job", { id, index }),
+  readImage: (path: string) => call<ImageInfo>("read_image", { path }),
+  listClips: () => call<ClipEntry[]>("list_clips"),
+  deleteClip: (id: string) => call<void>("delete_clip", { id }),
+  exportClip: (id: string, dest: string) => call<void>("export_clip", { id, dest }),
+  revealClip: (id: string) => call<void>("reveal_clip", { id }),
+  inspectCheckpoint: (path: string) => call<CheckpointInfo>("inspect_checkpoint", { path }),
+  setCheckpoint: (path: string) => call<CheckpointInfo>("set_checkpoint", { path }),
+  getSettings: () => call<Settings>("get_settings"),
+  appInfo: () => call<AppInfo>("app_info"),
+  memoryEstimate: (params: GenerateParams) => call<MemoryEstimate>("memory_estimate", { params }),
+  onQueueChanged: (f: (s: QueueSnapshot) => void): Promise<UnlistenFn> =>
+    listen<QueueSnapshot>("queue-changed", (e) => f(e.payload)),
+  onGalleryChanged: (f: () => void): Promise<UnlistenFn> => listen("gallery-changed", () => f()),
+  /** URL for a gallery file (asset protocol, scoped to the gallery folder). */
+  fileUrl: (path: string) => convertFileSrc(path),
+};
+
+import { open, save } from "@tauri-apps/plugin-dialog";
+import { getCurrentWebview } from "@tauri-apps/api/webview";
+
+export const dialogs = {
+  pickFolder: async () => (await open({ directory: true, multiple: false })) as string | null,
+  pickImage: async () =>
+    (await open({
+      multiple: false,
+      filters: [{ name: "Images", extensions: ["png", "jpg", "jpeg"] }],
+    })) as string | null,
+  pickExport: (name: string) =>
+    save({ defaultPath: name, filters: [{ name: "MP4 video", extensions: ["mp4"] }] }),
+  /** Files dropped on the window (Tauri gives real paths; the web drop event does not). */
+  onFileDrop: async (f: (paths: string[]) => void): Promise<UnlistenFn> =>
+    getCurrentWebview().onDragDropEvent((e) => {
+      if (e.payload.type === "drop") f(e.payload.paths);
+    }),
+};
