@@ -19,6 +19,7 @@ req=$root/scripts/mlx-linux/mlx-cpu-requirements.txt
 # bindgen; libopenblas0-pthread: fast BLAS bound before the wheel's reference
 # BLAS; ffmpeg: mp4 writing/reading (generate, tests use ffprobe).
 pkgs=(cmake g++ make pkg-config libclang1-14 libclang-common-14-dev libopenblas0-pthread ffmpeg)
+pkgs+=(libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev) # the Tauri app (src-tauri) builds against WebKitGTK 4.1
 pkgs+=("$@")
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# End-to-end test of the desktop app on Linux (called by .ci/run):
+#   apt deps (WebKitGTK, Xvfb, WebKitWebDriver) → tauri-driver (pinned, cached) →
+#   UI build (npm ci) → app build (debug) → tests/e2e/app.mjs under xvfb-run.
+# Screenshots and e2e-results.json (preview latency, idle memory) go to test-artifacts/.
+#
+# Env: WAN_FIXTURES (default ../shared/fixtures), WAN_STUDIO_ENGINE (wan|fake; the
+# engine the app runs: `wan` = the MLX pipeline on the tiny checkpoint),
+# WAN_STUDIO_CACHE (tauri-driver install cache, default ~/.cache/wan-studio).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+start=$(date +%s)
+stamp() { echo "e2e-app: $1 ($(( $(date +%s) - start ))s)"; }
+
+# WebKitGTK 4.1 + GTK 3 to build and run, Xvfb for a display, the WebKit WebDriver.
+bash scripts/setup.sh libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev \
+  xvfb xauth webkit2gtk-driver
+stamp "apt ok"
+
+td_version=2.1.0
+cache=${WAN_STUDIO_CACHE:-$HOME/.cache/wan-studio}
+td=$cache/tauri-driver-$td_version/bin/tauri-driver
+if [[ ! -x $td ]]; then
+  mkdir -p "$cache"
+  # Outside the repo so its .cargo/config.toml (MLX glue) does not apply.
+  (cd "$cache" && cargo install tauri-driver --version "$td_version" --locked \
+    --root "$cache/tauri-driver-$td_version")
+fi
+stamp "tauri-driver $td_version ok"
+
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+stamp "ui built"
+cargo build -p wan-studio --locked
+stamp "app built"
+
+export WAN_FIXTURES=${WAN_FIXTURES:-$root/../shared/fixtures}
+ckpt=$(cd "$WAN_FIXTURES/checkpoints/ti2v_tiny" && pwd)
+data=$(mktemp -d)
+trap 'rm -rf "$data"' EXIT
+art=$root/test-artifacts
+rm -rf "$art" && mkdir -p "$art"
+
+export WAN_STUDIO_DATA_DIR=$data
+export WAN_STUDIO_ENGINE=${WAN_STUDIO_ENGINE:-wan}
+# Headless WebKitGTK in a container: no GPU, often root (the bubblewrap sandbox cannot start).
+export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1 LIBGL_ALWAYS_SOFTWARE=1
+[[ $(id -u) == 0 ]] && export WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS=1
+export APP=$root/target/debug/wan-studio CKPT=$ckpt ARTIFACTS=$art TD=$td
+echo "e2e-app: engine=$WAN_STUDIO_ENGINE ckpt=$ckpt data=$data"
+
+xvfb-run -a -s "-screen 0 1400x1000x24" bash -c '
+  "$TD" --port 4444 --native-driver /usr/bin/WebKitWebDriver >"$ARTIFACTS/tauri-driver.log" 2>&1 &
+  tdpid=$!
+  rc=0
+  node tests/e2e/app.mjs || rc=$?
+  kill "$tdpid" 2>/dev/null || true
+  wait "$tdpid" 2>/dev/null || true
+  exit $rc'
+stamp "PASS"

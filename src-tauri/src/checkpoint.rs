@@ -1,0 +1,264 @@
+//! The Models view's checks: is a folder a usable Wan2.2 checkpoint (official Hugging
+//! Face layout or converted safetensors), how big is it, and will a run fit in memory.
+//! Every problem is listed at once, in words a user can act on.
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use wan::config::Task;
+use wan::pipeline::GenerateParams;
+
+use crate::error::{AppError, AppResult};
+
+/// A DiT folder's `config.json` (the fields the app shows).
+#[derive(Debug, Clone, Serialize)]
+pub struct DitInfo {
+    pub dim: u64,
+    pub num_layers: u64,
+    pub num_heads: u64,
+    pub model_type: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointInfo {
+    pub path: PathBuf,
+    /// `None` when the folder could not be recognised.
+    pub task: Option<Task>,
+    /// e.g. `ti2v-5B (dim 3072, 30 layers)`.
+    pub name: String,
+    pub dits: Vec<DitInfo>,
+    pub total_bytes: u64,
+    /// Empty when usable.
+    pub problems: Vec<String>,
+}
+
+fn file_size(p: &Path) -> u64 {
+    fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The first of `names` present in `dir` (official `.pth` or converted `.safetensors`).
+fn find_any(dir: &Path, names: &[&str]) -> Option<PathBuf> {
+    names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+fn read_dit(dir: &Path, problems: &mut Vec<String>) -> Option<DitInfo> {
+    let rel = dir.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+    let cfg_path = dir.join("config.json");
+    let cfg: serde_json::Value = match fs::read(&cfg_path) {
+        Err(_) => {
+            problems.push(format!("{rel}: config.json is missing"));
+            return None;
+        }
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{rel}/config.json is not valid JSON: {e}"));
+                return None;
+            }
+        },
+    };
+    let num = |k: &str| cfg.get(k).and_then(|v| v.as_u64());
+    let (Some(dim), Some(num_layers), Some(num_heads)) =
+        (num("dim"), num("num_layers"), num("num_heads"))
+    else {
+        problems.push(format!(
+            "{rel}/config.json lacks dim, num_layers or num_heads"
+        ));
+        return None;
+    };
+    let model_type = cfg
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    // Weights: one file, or an index naming every shard (all must exist).
+    let single = dir.join("diffusion_pytorch_model.safetensors");
+    let index = dir.join("diffusion_pytorch_model.safetensors.index.json");
+    let mut bytes = 0;
+    if single.is_file() {
+        bytes = file_size(&single);
+    } else if let Ok(b) = fs::read(&index) {
+        let shards: BTreeSet<String> = serde_json::from_slice::<serde_json::Value>(&b)
+            .ok()
+            .and_then(|v| v.get("weight_map").and_then(|m| m.as_object()).cloned())
+            .map(|m| {
+                m.values()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if shards.is_empty() {
+            problems.push(format!("{rel}: the shard index lists no weights"));
+        }
+        for s in &shards {
+            let p = dir.join(s);
+            // Shard names come from a file: they must stay inside the folder.
+            if s.contains(['/', '\\']) || s.starts_with('.') || !p.is_file() {
+                problems.push(format!("{rel}: shard {s} is missing"));
+            } else {
+                bytes += file_size(&p);
+            }
+        }
+    } else {
+        problems.push(format!(
+            "{rel}: no diffusion_pytorch_model.safetensors or shard index"
+        ));
+    }
+    Some(DitInfo {
+        dim,
+        num_layers,
+        num_heads,
+        model_type,
+        bytes,
+    })
+}
+
+/// Inspect a checkpoint folder. `Err` only for paths that are not folders at all.
+pub fn inspect(path: &Path) -> AppResult<CheckpointInfo> {
+    let path = path
+        .canonicalize()
+        .map_err(|e| AppError::input(format!("{}: {e}", path.display())))?;
+    if !path.is_dir() {
+        return Err(AppError::input(format!(
+            "{} is not a folder",
+            path.display()
+        )));
+    }
+    let mut problems = Vec::new();
+    let experts = ["high_noise_model", "low_noise_model"];
+    let two = experts.iter().all(|e| path.join(e).is_dir());
+    let dits: Vec<DitInfo> = if two {
+        experts
+            .iter()
+            .filter_map(|e| read_dit(&path.join(e), &mut problems))
+            .collect()
+    } else {
+        read_dit(&path, &mut problems).into_iter().collect()
+    };
+    let task = match (two, dits.first().map(|d| d.model_type.as_str())) {
+        (false, Some("ti2v")) => Some(Task::Ti2v5B),
+        (true, Some("t2v")) => Some(Task::T2vA14B),
+        (true, Some("i2v")) => Some(Task::I2vA14B),
+        (_, Some(other)) => {
+            problems.push(format!(
+                "model_type `{other}` is not supported (ti2v-5B, t2v-A14B, i2v-A14B)"
+            ));
+            None
+        }
+        (_, None) => None,
+    };
+    let vae_names: &[&str] = match task {
+        Some(Task::Ti2v5B) => &["Wan2.2_VAE.pth", "Wan2.2_VAE.safetensors"],
+        _ => &["Wan2.1_VAE.pth", "Wan2.1_VAE.safetensors"],
+    };
+    let mut total_bytes: u64 = dits.iter().map(|d| d.bytes).sum();
+    let t5 = [
+        "models_t5_umt5-xxl-enc-bf16.pth",
+        "models_t5_umt5-xxl-enc-bf16.safetensors",
+    ];
+    for (what, names) in [("VAE", vae_names), ("T5 encoder", &t5[..])] {
+        match find_any(&path, names) {
+            Some(p) => total_bytes += file_size(&p),
+            None => problems.push(format!("{what} weights missing ({})", names[0])),
+        }
+    }
+    if !path.join("google/umt5-xxl/tokenizer.json").is_file() {
+        problems.push("tokenizer missing (google/umt5-xxl/tokenizer.json)".into());
+    }
+    let name = match (task, dits.first()) {
+        (Some(t), Some(d)) => format!("{} (dim {}, {} layers)", t.name(), d.dim, d.num_layers),
+        _ => "unrecognised folder".into(),
+    };
+    Ok(CheckpointInfo {
+        path,
+        task,
+        name,
+        dits,
+        total_bytes,
+        problems,
+    })
+}
+
+/// Memory needed by a run, against the machine's memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryEstimate {
+    pub weights_bytes: u64,
+    pub activations_bytes: u64,
+    pub total_bytes: u64,
+    pub machine_bytes: u64,
+    pub fits: bool,
+    /// Why it does not fit, with a suggestion.
+    pub reason: Option<String>,
+}
+
+/// Physical memory of this machine (0 if unknown).
+pub fn machine_memory() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        std::process::Command::new("sysctl")
+            .args(["-n", "hw.memsize"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        0
+    }
+}
+
+/// A coarse, conservative estimate: resident weights (f32 compute) plus the largest
+/// working set of one DiT layer (attention scores `heads·L²` in f32, not flash on CPU)
+/// plus the VAE decode buffers. `machine == 0` (unknown) always fits.
+pub fn estimate(info: &CheckpointInfo, params: &GenerateParams, machine: u64) -> MemoryEstimate {
+    let cfg = params.task.config();
+    let (w, h) = (params.size.0.max(0) as u64, params.size.1.max(0) as u64);
+    let lat_f = (params.frame_num.max(1) as u64 - 1) / cfg.vae_stride[0] as u64 + 1;
+    let patch = (cfg.vae_stride[1] * cfg.patch_size[1]) as u64;
+    let tokens = lat_f * (h / patch) * (w / patch);
+    let d = info.dits.first();
+    let (dim, heads) = d.map(|d| (d.dim, d.num_heads)).unwrap_or((0, 0));
+    // CFG runs the conditional and unconditional pass: 2 sequences.
+    let attention = 2 * heads * tokens * tokens * 4;
+    let hidden = 2 * tokens * dim * 4 * 12;
+    let vae = (params.frame_num.max(1) as u64) * h * w * 4 * 96;
+    let activations_bytes = attention + hidden + vae;
+    let weights_bytes = info.total_bytes;
+    let total_bytes = weights_bytes + activations_bytes;
+    let budget = machine / 10 * 8;
+    let fits = machine == 0 || total_bytes <= budget;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let reason = (!fits).then(|| {
+        format!(
+            "needs about {:.1} GiB but this machine has {:.1} GiB ({:.1} GiB usable); \
+             try a smaller size or fewer frames",
+            gib(total_bytes),
+            gib(machine),
+            gib(budget)
+        )
+    });
+    MemoryEstimate {
+        weights_bytes,
+        activations_bytes,
+        total_bytes,
+        machine_bytes: machine,
+        fits,
+        reason,
+    }
+}

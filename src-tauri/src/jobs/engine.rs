@@ -1,0 +1,174 @@
+//! What the worker drives: an [`Engine`] turns settings into an mp4 in a staging folder,
+//! reporting pipeline [`Event`]s. `WanEngine` is the MLX pipeline of the `wan` library;
+//! `FakeEngine` is a deterministic stand-in for tests (and for UI work without weights).
+//! An engine is created on, and only used from, the worker thread (MLX streams are per
+//! thread).
+use std::path::Path;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use wan::pipeline::{CancelToken, Event, GenerateParams, Preview, Stage, Timings};
+use wan::{Error, Result};
+
+/// One RGB8 frame (row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+/// What an engine reports back once `clip.mp4` is written.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// First frame at full size (the gallery poster).
+    pub poster: RgbFrame,
+    pub frames: u32,
+    pub fps: u32,
+    pub timings: Timings,
+    /// Model description for the record, e.g. `ti2v-5B (dim 3072, 30 layers)`.
+    pub model: String,
+}
+
+pub trait Engine {
+    /// Short engine name stored in records (`wan`, `fake`).
+    fn name(&self) -> &'static str;
+
+    /// Generate `params` with the checkpoint at `ckpt`, writing the video to `out_mp4`.
+    /// Must call `on_event` for every stage and step and return `Err(Error::Cancelled)`
+    /// within one denoising step of `cancel` being set.
+    fn generate(
+        &mut self,
+        ckpt: &Path,
+        params: &GenerateParams,
+        out_mp4: &Path,
+        on_event: &mut dyn FnMut(Event),
+        cancel: &CancelToken,
+    ) -> Result<Rendered>;
+}
+
+/// The real thing: `wan::pipeline` + `wan::video` on MLX.
+#[derive(Default)]
+pub struct WanEngine;
+
+impl Engine for WanEngine {
+    fn name(&self) -> &'static str {
+        "wan"
+    }
+
+    fn generate(
+        &mut self,
+        _ckpt: &Path,
+        _params: &GenerateParams,
+        _out_mp4: &Path,
+        _on_event: &mut dyn FnMut(Event),
+        _cancel: &CancelToken,
+    ) -> Result<Rendered> {
+        Err(Error::Unsupported(
+            "this build has no generation pipeline yet (wan::pipeline::generate)".into(),
+        ))
+    }
+}
+
+/// A deterministic engine: coloured gradient frames whose brightness follows the step,
+/// every stage and step reported, cancel honoured each step, a placeholder `clip.mp4`.
+pub struct FakeEngine {
+    /// Pause per denoising step (0 in unit tests; a little in the UI demo mode).
+    pub step_delay: Duration,
+    /// If set, each job waits for one message before starting (tests use it to hold
+    /// the worker busy while they queue, reorder and cancel).
+    pub gate: Option<Receiver<()>>,
+}
+
+impl FakeEngine {
+    pub fn new(step_delay: Duration) -> Self {
+        Self {
+            step_delay,
+            gate: None,
+        }
+    }
+
+    fn frame(w: u32, h: u32, f: u32, level: f32) -> Vec<u8> {
+        let mut v = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let r = (x * 255 / w.max(1)) as f32;
+                let g = (y * 255 / h.max(1)) as f32;
+                let b = ((f * 40) % 256) as f32;
+                v.extend([r, g, b].map(|c| (c * level) as u8));
+            }
+        }
+        v
+    }
+}
+
+impl Engine for FakeEngine {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn generate(
+        &mut self,
+        ckpt: &Path,
+        params: &GenerateParams,
+        out_mp4: &Path,
+        on_event: &mut dyn FnMut(Event),
+        cancel: &CancelToken,
+    ) -> Result<Rendered> {
+        if let Some(gate) = &self.gate {
+            // A closed gate (test over) releases the job rather than hanging.
+            let _ = gate.recv();
+        }
+        let (w, h) = (params.size.0 as u32, params.size.1 as u32);
+        let frames = params.frame_num as u32;
+        // Previews are the latent grid size (÷16), at least 2×2.
+        let (pw, ph) = ((w / 16).max(2), (h / 16).max(2));
+        let pf = (frames - 1) / 4 + 1;
+        let t0 = Instant::now();
+        on_event(Event::Stage(Stage::LoadModels));
+        on_event(Event::Stage(Stage::EncodeText));
+        cancel.check()?;
+        on_event(Event::Stage(Stage::Denoise));
+        let total = params.sample_steps;
+        for step in 1..=total {
+            if !self.step_delay.is_zero() {
+                std::thread::sleep(self.step_delay);
+            }
+            cancel.check()?;
+            let level = step as f32 / total as f32;
+            on_event(Event::Step {
+                step,
+                total,
+                timestep: (1000.0 * (1.0 - level)) as i64,
+                elapsed: t0.elapsed(),
+                preview: Some(Preview {
+                    width: pw,
+                    height: ph,
+                    frames: (0..pf).map(|f| Self::frame(pw, ph, f, level)).collect(),
+                }),
+            });
+        }
+        on_event(Event::Stage(Stage::Decode));
+        on_event(Event::Decode { done: 1, total: 1 });
+        cancel.check()?;
+        std::fs::write(out_mp4, b"fake mp4 (FakeEngine)").map_err(|e| Error::io(out_mp4, e))?;
+        on_event(Event::Stage(Stage::Done));
+        Ok(Rendered {
+            poster: RgbFrame {
+                width: w,
+                height: h,
+                rgb: Self::frame(w, h, 0, 1.0),
+            },
+            frames,
+            fps: params.task.config().sample_fps,
+            timings: Timings {
+                denoise_s: t0.elapsed().as_secs_f64(),
+                ..Timings::default()
+            },
+            model: format!(
+                "fake engine ({})",
+                ckpt.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+            ),
+        })
+    }
+}

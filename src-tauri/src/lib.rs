@@ -1,0 +1,97 @@
+//! Wan Studio, the desktop app: a Tauri shell around the `wan` library.
+//!
+//! `commands` is the IPC surface (validation, then queue/gallery/settings); `jobs` runs
+//! generations on one MLX worker thread and reports through a sink; `gallery` is the
+//! atomic on-disk store of finished clips; `settings` persists choices; `checkpoint`
+//! validates folders and estimates memory.
+pub mod checkpoint;
+pub mod commands;
+pub mod error;
+pub mod gallery;
+pub mod jobs;
+pub mod settings;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tauri::{Manager, RunEvent};
+
+use commands::{AppState, TauriSink};
+use jobs::{Engine, FakeEngine, JobQueue, WanEngine};
+
+/// `WAN_STUDIO_ENGINE=fake` selects the test engine (no weights needed).
+pub const ENGINE_ENV: &str = "WAN_STUDIO_ENGINE";
+
+pub fn engine_kind() -> &'static str {
+    match std::env::var(ENGINE_ENV).as_deref() {
+        Ok("fake") => "fake",
+        _ => "wan",
+    }
+}
+
+fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
+    let data_dir = settings::data_dir()?;
+    let gallery = Arc::new(gallery::Gallery::open(data_dir.join("gallery"))?);
+    // The asset protocol may read the gallery and nothing else (the configured scope is
+    // empty because the folder is only known at run time).
+    app.asset_protocol_scope()
+        .allow_directory(gallery.root(), true)?;
+    let queue = Arc::new(JobQueue::new());
+    let sink = Arc::new(TauriSink::new(app.handle().clone()));
+    let make_engine: jobs::worker::EngineFactory = match engine_kind() {
+        "fake" => {
+            Box::new(|| Box::new(FakeEngine::new(Duration::from_millis(300))) as Box<dyn Engine>)
+        }
+        _ => Box::new(|| Box::new(WanEngine) as Box<dyn Engine>),
+    };
+    jobs::worker::spawn(queue.clone(), gallery.clone(), sink.clone(), make_engine)?;
+    app.manage(AppState {
+        queue,
+        gallery,
+        sink,
+        settings: Mutex::new(settings::Settings::load(&data_dir)),
+        data_dir,
+    });
+    Ok(())
+}
+
+pub fn run() {
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        .setup(setup)
+        .invoke_handler(tauri::generate_handler![
+            commands::generate::task_presets,
+            commands::generate::default_negative_prompt,
+            commands::generate::enqueue,
+            commands::generate::queue_snapshot,
+            commands::generate::cancel_job,
+            commands::generate::move_job,
+            commands::generate::read_image,
+            commands::gallery::list_clips,
+            commands::gallery::delete_clip,
+            commands::gallery::export_clip,
+            commands::gallery::reveal_clip,
+            commands::models::inspect_checkpoint,
+            commands::models::set_checkpoint,
+            commands::models::get_settings,
+            commands::models::app_info,
+            commands::models::memory_estimate,
+        ])
+        .build(tauri::generate_context!("../tauri.conf.json"));
+    let app = match app {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("wan-studio: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|handle, event| {
+        if let RunEvent::Exit = event {
+            // Stop the worker: the running job is cancelled (its staging is swept on the
+            // next start), nothing half-written reaches the gallery.
+            if let Some(state) = handle.try_state::<AppState>() {
+                state.queue.close();
+            }
+        }
+    });
+}

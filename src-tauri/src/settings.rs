@@ -1,0 +1,52 @@
+//! Where the app keeps its files, and the settings that persist across launches.
+//!
+//! Data dir: `WAN_STUDIO_DATA_DIR` if set (tests, E2E), else the platform data dir from
+//! `directories` (`~/Library/Application Support/studio.wan.app`, `~/.local/share/wan-studio`).
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wan::pipeline::GenerateParams;
+
+use crate::error::{AppError, AppResult};
+use crate::gallery::write_atomic;
+
+pub const DATA_DIR_ENV: &str = "WAN_STUDIO_DATA_DIR";
+
+pub fn data_dir() -> AppResult<PathBuf> {
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("studio", "wan", "Wan Studio")
+        .map(|p| p.data_dir().to_path_buf())
+        .ok_or_else(|| AppError::new("io", "no home directory to keep the gallery in"))
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The checkpoint folder chosen in the Models view.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// The Generate form as last submitted (restored on launch).
+    pub last_params: Option<GenerateParams>,
+}
+
+impl Settings {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("settings.json")
+    }
+
+    /// Load; a missing or unreadable file gives the defaults (a corrupt settings file must
+    /// not keep the app from starting).
+    pub fn load(dir: &Path) -> Self {
+        fs::read(Self::path(dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, dir: &Path) -> AppResult<()> {
+        fs::create_dir_all(dir).map_err(|e| AppError::io("creating the data folder", e))?;
+        write_atomic(&Self::path(dir), &serde_json::to_vec_pretty(self)?)
+    }
+}

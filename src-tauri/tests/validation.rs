@@ -1,0 +1,228 @@
+//! Rust-side validation of what the UI sends: settings, checkpoint folders, memory,
+//! image paths, export targets, persisted settings.
+use std::path::{Path, PathBuf};
+
+use wan::config::Task;
+use wan::pipeline::{GenerateParams, SolverKind};
+use wan_studio::checkpoint::{self, CheckpointInfo};
+use wan_studio::commands::generate::{image_dims, validate};
+use wan_studio::settings::Settings;
+
+const GIB: u64 = 1 << 30;
+
+fn params() -> GenerateParams {
+    GenerateParams {
+        task: Task::Ti2v5B,
+        prompt: "a fox in the snow".into(),
+        negative_prompt: None,
+        size: (96, 64),
+        frame_num: 5,
+        sample_steps: 2,
+        sample_shift: 5.0,
+        guide_scale: (5.0, 5.0),
+        solver: SolverKind::Unipc,
+        seed: 1,
+        image: None,
+    }
+}
+
+/// A minimal ti2v checkpoint folder laid out like the official release.
+fn fake_ckpt(dir: &Path) {
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"dim": 256, "num_layers": 2, "num_heads": 2, "model_type": "ti2v"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("diffusion_pytorch_model.safetensors.index.json"),
+        r#"{"weight_map": {"a": "s-1.safetensors", "b": "s-2.safetensors"}}"#,
+    )
+    .unwrap();
+    for f in [
+        "s-1.safetensors",
+        "s-2.safetensors",
+        "Wan2.2_VAE.pth",
+        "models_t5_umt5-xxl-enc-bf16.pth",
+    ] {
+        std::fs::write(dir.join(f), vec![0u8; 1000]).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("google/umt5-xxl")).unwrap();
+    std::fs::write(dir.join("google/umt5-xxl/tokenizer.json"), "{}").unwrap();
+}
+
+fn ckpt() -> (tempfile::TempDir, CheckpointInfo) {
+    let d = tempfile::tempdir().unwrap();
+    fake_ckpt(d.path());
+    let info = checkpoint::inspect(d.path()).unwrap();
+    (d, info)
+}
+
+#[test]
+fn a_complete_folder_is_recognised_with_its_size() {
+    let (_d, info) = ckpt();
+    assert!(info.problems.is_empty(), "{:?}", info.problems);
+    assert_eq!(info.task, Some(Task::Ti2v5B));
+    assert_eq!(info.name, "ti2v-5B (dim 256, 2 layers)");
+    assert_eq!(info.total_bytes, 4000);
+}
+
+#[test]
+fn every_missing_piece_is_named() {
+    let (d, _) = ckpt();
+    std::fs::remove_file(d.path().join("s-2.safetensors")).unwrap();
+    std::fs::remove_file(d.path().join("Wan2.2_VAE.pth")).unwrap();
+    std::fs::remove_file(d.path().join("google/umt5-xxl/tokenizer.json")).unwrap();
+    let p = checkpoint::inspect(d.path()).unwrap().problems.join("\n");
+    assert!(p.contains("s-2.safetensors"), "{p}");
+    assert!(p.contains("Wan2.2_VAE.pth"), "{p}");
+    assert!(p.contains("tokenizer"), "{p}");
+    let empty = tempfile::tempdir().unwrap();
+    let p = checkpoint::inspect(empty.path())
+        .unwrap()
+        .problems
+        .join("\n");
+    assert!(p.contains("config.json is missing"), "{p}");
+    assert_eq!(
+        checkpoint::inspect(&empty.path().join("nope"))
+            .unwrap_err()
+            .code,
+        "input"
+    );
+}
+
+#[test]
+fn shard_names_cannot_escape_the_folder() {
+    let (d, _) = ckpt();
+    std::fs::write(
+        d.path()
+            .join("diffusion_pytorch_model.safetensors.index.json"),
+        r#"{"weight_map": {"a": "../../etc/passwd"}}"#,
+    )
+    .unwrap();
+    let info = checkpoint::inspect(d.path()).unwrap();
+    assert!(info.problems.iter().any(|p| p.contains("passwd")));
+}
+
+#[test]
+fn the_official_tiny_folder_is_usable() {
+    let root = std::env::var("WAN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+        });
+    for (name, task) in [
+        ("ti2v_tiny", Task::Ti2v5B),
+        ("t2v_a14b_tiny", Task::T2vA14B),
+    ] {
+        let dir = root.join("checkpoints").join(name);
+        if !dir.is_dir() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{dir:?} missing"
+            );
+            eprintln!("skipping: {} not found", dir.display());
+            return;
+        }
+        let info = checkpoint::inspect(&dir).unwrap();
+        assert!(info.problems.is_empty(), "{name}: {:?}", info.problems);
+        assert_eq!(info.task, Some(task));
+    }
+}
+
+#[test]
+fn good_settings_pass_and_each_bad_one_is_refused_with_a_reason() {
+    let (_d, info) = ckpt();
+    validate(&params(), &info, 16 * GIB).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut GenerateParams)>)> = vec![
+        ("prompt is empty", Box::new(|p| p.prompt = "  ".into())),
+        ("multiple of 32", Box::new(|p| p.size = (100, 64))),
+        ("larger than", Box::new(|p| p.size = (4096, 4096))),
+        ("4n+1", Box::new(|p| p.frame_num = 6)),
+        ("steps", Box::new(|p| p.sample_steps = 0)),
+        ("shift", Box::new(|p| p.sample_shift = f64::NAN)),
+        ("guidance", Box::new(|p| p.guide_scale = (5.0, 99.0))),
+        ("absolute", Box::new(|p| p.image = Some("cat.png".into()))),
+        (
+            "not an image",
+            Box::new(|p| p.image = Some("/etc/passwd".into())),
+        ),
+        ("limited", Box::new(|p| p.prompt = "x".repeat(5000))),
+    ];
+    for (why, edit) in cases {
+        let mut p = params();
+        edit(&mut p);
+        let e = validate(&p, &info, 16 * GIB).unwrap_err();
+        assert_eq!(e.code, "input", "{why}: {e}");
+        assert!(
+            e.message.contains(why),
+            "expected `{why}` in `{}`",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn task_must_match_the_checkpoint_and_fit_in_memory() {
+    let (_d, info) = ckpt();
+    let mut p = params();
+    p.task = Task::T2vA14B;
+    p.guide_scale = (3.0, 4.0);
+    let e = validate(&p, &info, 16 * GIB).unwrap_err();
+    assert_eq!(e.code, "checkpoint", "{e}");
+    // i2v needs an image.
+    p.task = Task::I2vA14B;
+    assert!(
+        validate(&p, &info, 16 * GIB)
+            .unwrap_err()
+            .message
+            .contains("needs an image")
+    );
+    // 1280×704×121 on a 1 GiB machine cannot fit; the reason suggests smaller settings.
+    let mut big = params();
+    big.size = (1280, 704);
+    big.frame_num = 121;
+    let e = validate(&big, &info, GIB).unwrap_err();
+    assert_eq!(e.code, "memory");
+    assert!(e.message.contains("smaller size"), "{e}");
+    // The estimate grows with the size and is reported against the machine.
+    let small = checkpoint::estimate(&info, &params(), 16 * GIB);
+    let large = checkpoint::estimate(&info, &big, 16 * GIB);
+    assert!(small.fits && large.total_bytes > small.total_bytes);
+    assert_eq!(small.weights_bytes, 4000);
+}
+
+#[test]
+fn image_sizes_come_from_png_and_jpeg_headers() {
+    let png = wan_studio::gallery::encode_png(7, 3, &[0; 7 * 3 * 3]).unwrap();
+    assert_eq!(image_dims(&png), Some((7, 3)));
+    // JPEG: SOI, an APP0 segment, then SOF0 with height 480, width 640.
+    let mut jpg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0, 0];
+    jpg.extend([
+        0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01, 0xE0, 0x02, 0x80, 3, 0, 0, 0, 0,
+    ]);
+    assert_eq!(image_dims(&jpg), Some((640, 480)));
+    assert_eq!(image_dims(b"GIF89a......"), None);
+}
+
+#[test]
+fn settings_persist_and_a_corrupt_file_falls_back_to_defaults() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Settings {
+        checkpoint_dir: Some("/models/ti2v".into()),
+        last_params: Some(params()),
+    };
+    s.save(d.path()).unwrap();
+    assert_eq!(Settings::load(d.path()), s);
+    std::fs::write(d.path().join("settings.json"), b"{oops").unwrap();
+    assert_eq!(Settings::load(d.path()), Settings::default());
+}
+
+#[test]
+fn export_only_to_a_new_mp4_outside_the_gallery() {
+    let d = tempfile::tempdir().unwrap();
+    let g = wan_studio::gallery::Gallery::open(d.path().join("g")).unwrap();
+    assert_eq!(
+        g.export("1-0", &d.path().join("x.mp4")).unwrap_err().code,
+        "not_found"
+    );
+}

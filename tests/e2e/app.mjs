@@ -1,0 +1,198 @@
+// End-to-end test of the real Wan Studio binary: tauri-driver (WebDriver, port 4444)
+// drives the app's WebKitGTK window. No npm dependencies: raw WebDriver over fetch.
+//
+// Env: APP (binary), CKPT (checkpoint folder), ARTIFACTS (screenshot folder).
+// Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
+// ≥1 live preview → finished clip in the Gallery → restart → the clip is still there.
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
+const APP = process.env.APP;
+const CKPT = process.env.CKPT;
+const OUT = process.env.ARTIFACTS ?? "test-artifacts";
+const PROMPT = "A red fox runs through fresh snow at dawn.";
+if (!APP || !CKPT) throw new Error("set APP and CKPT");
+mkdirSync(OUT, { recursive: true });
+
+const t0 = Date.now();
+const log = (...a) => console.log(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+
+async function wd(method, path, body) {
+  const r = await fetch(DRIVER + path, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const j = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j).slice(0, 500)}`);
+  return j.value;
+}
+
+class Session {
+  static async start() {
+    for (let i = 0; ; i++) {
+      try {
+        const v = await wd("POST", "/session", {
+          capabilities: { alwaysMatch: { browserName: "wry", "tauri:options": { application: APP } } },
+        });
+        return new Session(v.sessionId);
+      } catch (e) {
+        if (i >= 20) throw e;
+        await new Promise((r) => setTimeout(r, 500)); // tauri-driver still starting
+      }
+    }
+  }
+  constructor(id) {
+    this.p = `/session/${id}`;
+  }
+  js(script, ...args) {
+    return wd("POST", `${this.p}/execute/sync`, { script, args });
+  }
+  async find(css) {
+    const v = await wd("POST", `${this.p}/element`, { using: "css selector", value: css });
+    return Object.values(v)[0];
+  }
+  async click(css) {
+    await wd("POST", `${this.p}/element/${await this.find(css)}/click`, {});
+  }
+  async type(css, text) {
+    const e = await this.find(css);
+    await wd("POST", `${this.p}/element/${e}/clear`, {});
+    await wd("POST", `${this.p}/element/${e}/value`, { text });
+  }
+  /** Set a form control's value the way a user edit would (input + change events). */
+  set(css, value) {
+    return this.js(
+      `const e = document.querySelector(arguments[0]); e.value = arguments[1];
+       e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));`,
+      css,
+      String(value),
+    );
+  }
+  /** Poll `script` (returns truthy when done) every 100 ms up to `ms`. */
+  async until(what, script, ms = 120000, ...args) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await this.js(script, ...args);
+      if (v) return v;
+      if (Date.now() > end) {
+        const body = await this.js("return document.body.innerText.slice(0, 2000)");
+        throw new Error(`timed out waiting for ${what}; page:\n${body}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  async shot(name) {
+    const png = await wd("GET", `${this.p}/screenshot`);
+    writeFileSync(join(OUT, `${name}.png`), Buffer.from(png, "base64"));
+    log("screenshot", name);
+  }
+  end() {
+    return wd("DELETE", this.p);
+  }
+}
+
+/** RSS (KiB) of the app process and of its WebKit helper processes. */
+function appMemoryKiB() {
+  let app = 0;
+  let webkit = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const exe = readlinkSync(`/proc/${pid}/exe`);
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+      if (exe === APP) app += rss;
+      else if (/WebKit(Web|Network)Process/.test(exe)) webkit += rss;
+    } catch {
+      /* process gone or not ours */
+    }
+  }
+  return { app, webkit };
+}
+
+const results = {};
+let s = await Session.start();
+try {
+  await s.until("the UI to start", "return document.body.dataset.ready === '1' || document.body.dataset.error", 60000);
+  const err = await s.js("return document.body.dataset.error || null");
+  if (err) throw new Error(`UI failed to start: ${err}`);
+  log("app up");
+  await s.shot("01-generate-empty");
+
+  await s.click("#tab-models");
+  await s.type("#ckpt-path", CKPT);
+  await s.click("#ckpt-use");
+  await s.until("the checkpoint to be accepted", "return document.querySelector('#ckpt-status').dataset.ok === '1'", 30000);
+  log("checkpoint:", await s.js("return document.querySelector('#ckpt-status').textContent"));
+  await s.shot("02-models");
+
+  await s.click("#tab-generate");
+  await s.type("#prompt", PROMPT);
+  await s.set("#size", "custom");
+  await s.set("#width", 96);
+  await s.set("#height", 64);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  await s.set("#seed", 42);
+  const errors = await s.js("return document.querySelector('#errors').textContent");
+  if (errors) throw new Error(`form refused: ${errors}`);
+  await s.click("#generate");
+  log("generating");
+  await s.until(
+    "a live preview",
+    "return Number(document.querySelector('#preview').dataset.previews || 0) >= 1 || /Failed/.test(document.querySelector('#progress-text').textContent)",
+    300000,
+  );
+  await s.shot("03-generate-preview");
+  await s.until(
+    "the job to end",
+    "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+    600000,
+  );
+  const status = await s.js("return document.querySelector('#progress-text').textContent");
+  log("job:", status);
+  if (!status.startsWith("Done")) throw new Error(`generation did not finish: ${status}`);
+  const prev = await s.js(
+    "const c = document.querySelector('#preview'); return { previews: Number(c.dataset.previews), frames: Number(c.dataset.frames), latency: Number(c.dataset.latencyMs) }",
+  );
+  results.previews = prev;
+  log("previews", prev);
+  if (!(prev.previews >= 1 && prev.frames >= 1)) throw new Error("no preview frames seen");
+  await s.shot("04-generate-done");
+
+  await s.click("#tab-gallery");
+  await s.until("the clip in the gallery", "return document.querySelectorAll('.clip-card').length === 1");
+  await s.click(".clip-card");
+  await s.until("the details panel", "return !document.querySelector('#clip-details').hidden");
+  const details = await s.js("return document.querySelector('#clip-details').textContent");
+  if (!details.includes(PROMPT) || !details.includes("42")) throw new Error(`details lack prompt/seed: ${details}`);
+  await s.shot("05-gallery");
+} finally {
+  await s.end().catch(() => undefined);
+}
+
+log("restarting the app");
+s = await Session.start();
+try {
+  await s.until("the UI to start again", "return document.body.dataset.ready === '1'", 60000);
+  await s.click("#tab-gallery");
+  await s.until("the clip after restart", "return document.querySelectorAll('.clip-card').length === 1", 30000);
+  const caption = await s.js("return document.querySelector('.clip-card figcaption').textContent");
+  if (caption !== PROMPT) throw new Error(`wrong clip after restart: ${caption}`);
+  // The checkpoint choice persisted too.
+  await s.click("#tab-models");
+  const path = await s.js("return document.querySelector('#ckpt-path').value");
+  if (!path.endsWith("ti2v_tiny")) throw new Error(`checkpoint not persisted: ${path}`);
+  await s.shot("06-models-after-restart");
+  await s.click("#tab-gallery");
+  await s.shot("07-gallery-after-restart");
+  // Idle memory: a few seconds after start with nothing running.
+  await new Promise((r) => setTimeout(r, 3000));
+  results.idle_rss_kib = appMemoryKiB();
+  log("idle RSS KiB", results.idle_rss_kib);
+} finally {
+  await s.end().catch(() => undefined);
+}
+results.total_s = (Date.now() - t0) / 1000;
+writeFileSync(join(OUT, "e2e-results.json"), JSON.stringify(results, null, 2));
+log("PASS", JSON.stringify(results));
