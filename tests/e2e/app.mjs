@@ -4,6 +4,7 @@
 // Env: APP (binary), CKPT (checkpoint folder), ARTIFACTS (screenshot folder).
 // Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
 // ≥1 live preview → finished clip in the Gallery → restart → the clip is still there.
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -83,9 +84,18 @@ class Session {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  /** Screenshot of the X display (WebKitWebDriver's own screenshot can hang under
+   *  Xvfb without compositing), falling back to WebDriver's. */
   async shot(name) {
-    const png = await wd("GET", `${this.p}/screenshot`);
-    writeFileSync(join(OUT, `${name}.png`), Buffer.from(png, "base64"));
+    const file = join(OUT, `${name}.png`);
+    try {
+      execFileSync("ffmpeg", ["-loglevel", "error", "-y", "-f", "x11grab", "-i", process.env.DISPLAY, "-frames:v", "1", file], {
+        timeout: 20000,
+      });
+    } catch {
+      const png = await wd("GET", `${this.p}/screenshot`);
+      writeFileSync(file, Buffer.from(png, "base64"));
+    }
     log("screenshot", name);
   }
   end() {
