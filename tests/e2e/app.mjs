@@ -172,6 +172,12 @@ try {
 
   await s.click("#tab-gallery");
   await s.until("the clip in the gallery", "return document.querySelectorAll('.clip-card').length === 1");
+  // The poster thumbnail really loads through the (gallery-scoped) asset protocol.
+  await s.until(
+    "the poster thumbnail",
+    "const i = document.querySelector('.clip-card img'); return i.complete && i.naturalWidth > 0",
+    30000,
+  );
   await s.click(".clip-card");
   await s.until("the details panel", "return !document.querySelector('#clip-details').hidden");
   const details = await s.js("return document.querySelector('#clip-details').textContent");

@@ -45,7 +45,11 @@ export class GalleryView {
     // Hover plays the clip in place of the poster.
     card.addEventListener("mouseenter", () => {
       const v = el("video", { src: ipc.fileUrl(c.clip), autoplay: true, muted: true, loop: true });
-      v.addEventListener("error", () => v.remove());
+      // Unplayable here (e.g. no H.264 decoder in this WebKit): keep the poster.
+      v.addEventListener("error", () => {
+        v.remove();
+        img.hidden = false;
+      });
       card.prepend(v);
       img.hidden = true;
     });
@@ -70,8 +74,12 @@ export class GalleryView {
       );
       return b;
     };
+    const video = el("video", { src: ipc.fileUrl(c.clip), poster: ipc.fileUrl(c.poster), controls: true, loop: true });
+    video.addEventListener("error", () =>
+      video.replaceWith(el("img", { src: ipc.fileUrl(c.poster), alt: p.prompt, class: "poster" })),
+    );
     panel.replaceChildren(
-      el("video", { src: ipc.fileUrl(c.clip), poster: ipc.fileUrl(c.poster), controls: true, loop: true }),
+      video,
       el("p", { class: "prompt", text: p.prompt }),
       el(
         "table",
