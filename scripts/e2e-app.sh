@@ -42,7 +42,9 @@ art=$root/test-artifacts
 rm -rf "$art" && mkdir -p "$art"
 
 export WAN_STUDIO_DATA_DIR=$data
-export WAN_STUDIO_ENGINE=${WAN_STUDIO_ENGINE:-wan}
+# `fake` until WanEngine (src-tauri/src/jobs/engine.rs) calls wan::pipeline::generate;
+# then switch the default to `wan` (the real MLX pipeline on the tiny checkpoint).
+export WAN_STUDIO_ENGINE=${WAN_STUDIO_ENGINE:-fake}
 # Headless WebKitGTK in a container: no GPU, often root (the bubblewrap sandbox cannot start).
 export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1 LIBGL_ALWAYS_SOFTWARE=1
 [[ $(id -u) == 0 ]] && export WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS=1
