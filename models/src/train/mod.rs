@@ -2,7 +2,12 @@
 //! training checkpoints (resumable), LoRA adapters, and the synthetic dataset used to
 //! train a small DiT from scratch.
 pub mod adamw;
+pub mod checkpoint;
+pub mod data;
+pub mod init;
+pub mod mp4;
 pub mod objective;
+pub mod scratch;
 pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, LrSchedule};
