@@ -5,6 +5,7 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod data;
 pub mod init;
+pub mod lora;
 pub mod mp4;
 pub mod objective;
 pub mod scratch;
