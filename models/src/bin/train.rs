@@ -55,6 +55,12 @@ struct Args {
     samples: Option<usize>,
     #[arg(long)]
     sample_steps: Option<usize>,
+    /// Flow shift of the sampling schedule.
+    #[arg(long)]
+    sample_shift: Option<f64>,
+    /// Only sample (and measure) again from OUT/model.safetensors.
+    #[arg(long)]
+    sample_only: bool,
     /// Compute the big Linears in bfloat16 (float32 master weights in the optimizer).
     #[arg(long)]
     bf16: bool,
@@ -104,6 +110,9 @@ fn main() -> Result<()> {
     if let Some(v) = a.sample_steps {
         cfg.sample_steps = v.max(1);
     }
+    if let Some(v) = a.sample_shift {
+        cfg.sample_shift = v;
+    }
     cfg.cosine = !a.constant_lr;
     cfg.write_mp4 = !a.no_mp4;
     if a.bf16 {
@@ -123,6 +132,23 @@ fn main() -> Result<()> {
     let Some(out) = &a.out else {
         bail!("give an output folder (or --export-batches FILE)");
     };
+    if a.sample_only {
+        let (samples, files) = scratch::resample(&cfg, out)?;
+        for s in &samples {
+            println!(
+                "{:<52} background {} colour {} direction {}",
+                s.caption, s.background_ok, s.colour_ok, s.direction_ok
+            );
+        }
+        println!(
+            "background {:.0}%, colour {:.0}%, direction {:.0}% ({} file(s))",
+            100.0 * scratch::accuracy(&samples, |s| s.background_ok),
+            100.0 * scratch::accuracy(&samples, |s| s.colour_ok),
+            100.0 * scratch::accuracy(&samples, |s| s.direction_ok),
+            files.len()
+        );
+        return Ok(());
+    }
     let r = scratch::run(&cfg, out, a.resume, a.quiet)?;
     println!(
         "trained {} steps in {:.0}s ({} params): val loss {:.4} -> {:.4}, train loss {:.4}",

@@ -310,9 +310,7 @@ pub fn run(cfg: &ScratchConfig, out: &Path, resume: bool, quiet: bool) -> Result
 
     let (samples, mut sfiles) = sample_and_measure(cfg, &model, out)?;
     files.append(&mut sfiles);
-    let acc = |f: &dyn Fn(&SampleReport) -> bool| {
-        samples.iter().filter(|s| f(s)).count() as f32 / samples.len().max(1) as f32
-    };
+    let acc = |f: &dyn Fn(&SampleReport) -> bool| accuracy(&samples, f);
     let report = ScratchReport {
         steps: trainer.opt.step,
         train_seconds,
@@ -388,9 +386,14 @@ fn sample_and_measure(
     Ok((reports, files))
 }
 
-impl ScratchReport {
-    /// Where a report file would go (for callers that want to print it).
-    pub fn summary_path(out: &Path) -> PathBuf {
-        out.join("summary.json")
-    }
+/// Sample again from `out/model.safetensors` (other step counts or shift) and measure.
+/// Returns the per-sample reports and the files written.
+pub fn resample(cfg: &ScratchConfig, out: &Path) -> Result<(Vec<SampleReport>, Vec<PathBuf>)> {
+    let model = crate::train::checkpoint::load_exported_dit(&out.join("model.safetensors"))?;
+    sample_and_measure(cfg, &model, out)
+}
+
+/// Fraction of samples that satisfy `f`.
+pub fn accuracy(samples: &[SampleReport], f: impl Fn(&SampleReport) -> bool) -> f32 {
+    samples.iter().filter(|s| f(s)).count() as f32 / samples.len().max(1) as f32
 }
