@@ -130,13 +130,16 @@ pub struct ScratchReport {
     pub files: Vec<PathBuf>,
 }
 
+const VAL_CHUNK: usize = 8;
+
 /// Fixed held-out clips (own RNG stream) with σ on a grid, so validation is comparable.
 fn validation_set(cfg: &ScratchConfig) -> Result<Vec<FlowBatch>> {
     let mut rng = Rng::new(cfg.seed ^ 0x05EE_D0F7_A11D);
     let mut out = Vec::new();
     let mut done = 0;
     while done < cfg.val_clips {
-        let b = cfg.batch.min(cfg.val_clips - done);
+        // Fixed chunks (not the training batch size), so the set is the same for any run.
+        let b = VAL_CHUNK.min(cfg.val_clips - done);
         let (mut batch, _) = synthetic::batch(&cfg.data, &mut rng, b, &SigmaSampling::Uniform)?;
         batch.sigma = (0..b)
             .map(|i| ((done + i) as f32 + 0.5) / cfg.val_clips as f32)
