@@ -60,10 +60,10 @@ impl Default for ScratchConfig {
         Self {
             model: small_model(data.text_dim),
             data,
-            steps: 1200,
-            batch: 16,
+            steps: 1000,
+            batch: 32,
             accumulate: 1,
-            lr: 1e-3,
+            lr: 2e-3,
             warmup: 50,
             cosine: true,
             max_grad_norm: Some(1.0),
