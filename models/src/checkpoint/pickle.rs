@@ -184,7 +184,21 @@ struct Machine {
     memo: HashMap<u32, Value>,
 }
 
+/// A state_dict pickle needs a stack a few entries deep and one memo entry per object;
+/// these caps stop a hostile pickle from growing memory without bound.
+const MAX_STACK: usize = 1 << 20;
+const MAX_MEMO: usize = 1 << 22;
+
 impl Machine {
+    fn check_limits(&self) -> PickleResult<()> {
+        if self.stack.len() + self.marks.len() > MAX_STACK {
+            return Err(format!("pickle stack deeper than {MAX_STACK} entries"));
+        }
+        if self.memo.len() > MAX_MEMO {
+            return Err(format!("pickle memo larger than {MAX_MEMO} entries"));
+        }
+        Ok(())
+    }
     fn pop(&mut self) -> PickleResult<Value> {
         let floor = self.marks.last().copied().unwrap_or(0);
         if self.stack.len() <= floor {
@@ -231,6 +245,7 @@ pub fn unpickle(data: &[u8]) -> PickleResult<Value> {
         memo: HashMap::new(),
     };
     loop {
+        m.check_limits()?;
         let at = r.pos;
         let op = r.u8()?;
         match op {
@@ -573,6 +588,62 @@ mod tests {
         assert_eq!(t[0].1.stride, vec![3, 1]);
         assert_eq!(t[0].1.storage_numel, 6);
         assert_eq!(t[0].1.dtype, StDtype::F32);
+    }
+
+    /// `_rebuild_tensor_v2(storage '0' of `numel` floats, 0, shape, stride, False, {})`
+    fn tensor(shape: &[u8], stride: &[u8], numel: u8) -> Vec<u8> {
+        let mut b = b"ctorch._utils\n_rebuild_tensor_v2\n((\x8c\x07storagectorch\nFloatStorage\n\x8c\x010\x8c\x03cpuK".to_vec();
+        b.push(numel);
+        b.extend_from_slice(b"tQK\x00(");
+        for &d in shape {
+            b.extend_from_slice(&[b'K', d]);
+        }
+        b.extend_from_slice(b"t(");
+        for &d in stride {
+            b.extend_from_slice(&[b'K', d]);
+        }
+        b.extend_from_slice(b"t\x89}tR");
+        b
+    }
+
+    #[test]
+    fn nested_dicts_flatten_with_dotted_keys() {
+        // {'model': {'w': T, 'sub': {'b': T}}, 'x': T}
+        let mut b = b"}(\x8c\x05model}(\x8c\x01w".to_vec();
+        b.extend(tensor(&[2], &[1], 2));
+        b.extend_from_slice(b"\x8c\x03sub}\x8c\x01b");
+        b.extend(tensor(&[2], &[1], 2));
+        b.extend_from_slice(b"su\x8c\x01x");
+        b.extend(tensor(&[1], &[1], 1));
+        b.extend_from_slice(b"u");
+        let v = unpickle(&proto(&b)).unwrap();
+        let keys: Vec<String> = flatten_state_dict(&v)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["model.w", "model.sub.b", "x"]);
+    }
+
+    #[test]
+    fn refuses_what_a_state_dict_never_needs() {
+        // STACK_GLOBAL spelling of os.system
+        let e = unpickle(&proto(b"\x8c\x02os\x8c\x06system\x93")).unwrap_err();
+        assert!(e.contains("`os.system`"), "{e}");
+        // calling a storage class
+        let e = unpickle(&proto(b"ctorch\nFloatStorage\n)R")).unwrap_err();
+        assert!(e.contains("storage class"), "{e}");
+        // BUILD on anything but the dict
+        let e = unpickle(&proto(b"K\x01}b")).unwrap_err();
+        assert!(e.contains("BUILD on a int"), "{e}");
+        // a dict value that is not a tensor
+        let v = unpickle(&proto(b"}\x8c\x01aK\x01s")).unwrap();
+        assert!(flatten_state_dict(&v).unwrap_err().contains("`a` is a int"));
+        // negative sizes
+        // (bounds of a view are pth.rs's business: the pickle itself is fine)
+        assert!(unpickle(&proto(&tensor(&[0xff], &[1], 1))).is_ok());
+        let e = unpickle(&proto(b"ctorch._utils\n_rebuild_tensor_v2\n((\x8c\x07storagectorch\nFloatStorage\n\x8c\x010\x8c\x03cpuK\x01tQJ\xff\xff\xff\xff)))tR")).unwrap_err();
+        assert!(e.contains("negative"), "{e}");
     }
 
     #[test]

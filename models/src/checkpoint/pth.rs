@@ -19,7 +19,7 @@ use super::{Layout, TensorSource};
 use crate::error::{Error, Result};
 
 /// A `data.pkl` larger than this is not a state_dict (the 5B T5's is well under 1 MB).
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
 /// One validated tensor: a contiguous byte range of the mapped file.
 #[derive(Debug, Clone)]
@@ -182,6 +182,12 @@ fn view(key: &str, t: &TensorRef, rec: &Record) -> std::result::Result<PthTensor
             t.dtype.name()
         ));
     }
+    if t.offset > t.storage_numel {
+        return Err(format!(
+            "`{key}`: storage offset {} is past the {}-element storage",
+            t.offset, t.storage_numel
+        ));
+    }
     let mut numel: u64 = 1;
     let mut last: u64 = t.offset; // offset of the view's last element
     for (&s, &st) in t.shape.iter().zip(&t.stride) {
@@ -242,5 +248,50 @@ impl TensorSource for PthFile {
     }
     fn tensor_dtype(&self, name: &str) -> Option<StDtype> {
         self.tensors.get(name).map(|t| t.dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(offset: u64, shape: &[u64], stride: &[u64], numel: u64) -> TensorRef {
+        TensorRef {
+            storage_key: "0".into(),
+            dtype: StDtype::F32,
+            storage_numel: numel,
+            offset,
+            shape: shape.to_vec(),
+            stride: stride.to_vec(),
+        }
+    }
+    const REC: Record = Record {
+        start: 100,
+        len: 64,
+    };
+
+    #[test]
+    fn contiguous_views_become_byte_ranges() {
+        let v = view("w", &t(2, &[2, 3], &[3, 1], 16), &REC).unwrap();
+        assert_eq!((v.start, v.end), (108, 132));
+        // size-1 dimensions may carry any stride (torch writes [C,1,1,1] gammas so)
+        view("g", &t(0, &[8, 1, 1, 1], &[1, 1, 1, 1], 8), &REC).unwrap();
+        // empty tensors are fine
+        let v = view("e", &t(16, &[0, 4], &[4, 1], 16), &REC).unwrap();
+        assert_eq!(v.start, v.end);
+    }
+
+    #[test]
+    fn bad_views_are_refused() {
+        let e = view("w", &t(0, &[4, 4], &[1, 4], 16), &REC).unwrap_err();
+        assert!(e.contains("non-contiguous"), "{e}");
+        let e = view("w", &t(1, &[4, 4], &[4, 1], 16), &REC).unwrap_err();
+        assert!(e.contains("reaches element 16"), "{e}");
+        let e = view("w", &t(0, &[2], &[1], 17), &REC).unwrap_err();
+        assert!(e.contains("holds 64 bytes"), "{e}");
+        let e = view("w", &t(u64::MAX / 2, &[0], &[1], 16), &REC).unwrap_err();
+        assert!(e.contains("offset"), "{e}");
+        let e = view("w", &t(0, &[u64::MAX, 2], &[2, 1], 16), &REC).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
     }
 }
