@@ -215,6 +215,7 @@ fn converted_folders_load_to_identical_outputs() {
     let f32 = ConvertOptions {
         dtype: Dtype::Float32,
         shard_bytes: 1 << 20, // force several shards on the tiny DiTs
+        cancel: None,
     };
 
     // TI2V: DiT output identical; T5 / VAE tensors identical in MLX layout.
@@ -421,4 +422,36 @@ fn inspect_model_prints_the_right_totals() {
         assert_eq!(d["totals"]["bytes"], bytes);
         assert_eq!(d["totals"]["params"], bytes / 4);
     }
+}
+
+#[test]
+fn cancelled_convert_leaves_nothing_behind() {
+    let Some(src) = folder("t2v_a14b_tiny") else {
+        return;
+    };
+    let tmp = scratch("cancel");
+    let dst = tmp.join("mlx");
+    let token = wan::pipeline::api::CancelToken::new();
+    let opts = ConvertOptions {
+        cancel: Some(token.clone()),
+        ..ConvertOptions::default()
+    };
+    let mut written = 0;
+    // Cancel once a few tensors have been written (mid-file, mid-folder).
+    let err = convert(&src, &dst, &opts, &mut |_, _, _| {
+        written += 1;
+        if written == 5 {
+            token.cancel();
+        }
+    })
+    .unwrap_err();
+    assert_eq!(err.code(), "cancelled");
+    assert_eq!(written, 5);
+    assert!(!dst.exists());
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temp folder left"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
 }

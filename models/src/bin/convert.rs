@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             DtypeArg::F32 => Dtype::Float32,
         },
         shard_bytes: args.shard_size.unwrap_or(DEFAULT_SHARD_BYTES),
+        cancel: None,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

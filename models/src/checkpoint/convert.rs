@@ -24,6 +24,7 @@ use super::infer::{T5Dims, VaeDims};
 use super::safetensors::{StDtype, with_bytes};
 use super::{Layout, TensorSource, mlx_shape, to_mlx_layout};
 use crate::error::{Error, Result};
+use crate::pipeline::api::CancelToken;
 
 pub const FORMAT_VERSION: &str = "1";
 /// Default shard size (bytes): the 5B DiT in bf16 (~10 GB) becomes two shards.
@@ -35,6 +36,9 @@ pub struct ConvertOptions {
     pub dtype: Dtype,
     /// DiT files above this size are split into shards.
     pub shard_bytes: u64,
+    /// Checked before every tensor: a cancelled convert removes its temp folder and
+    /// returns `Error::Cancelled`.
+    pub cancel: Option<CancelToken>,
 }
 
 impl Default for ConvertOptions {
@@ -42,6 +46,7 @@ impl Default for ConvertOptions {
         Self {
             dtype: Dtype::Bfloat16,
             shard_bytes: DEFAULT_SHARD_BYTES,
+            cancel: None,
         }
     }
 }
@@ -125,6 +130,7 @@ fn write_file(
     src: &dyn TensorSource,
     plan: &[Plan],
     metadata: &BTreeMap<String, String>,
+    cancel: Option<&CancelToken>,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<u64> {
     let mut header = serde_json::Map::new();
@@ -151,6 +157,9 @@ fn write_file(
     f.write_all(&(h.len() as u64).to_le_bytes()).map_err(io)?;
     f.write_all(&h).map_err(io)?;
     for p in plan {
+        if let Some(c) = cancel {
+            c.check()?;
+        }
         let mut a = src.load_tensor(&p.name)?;
         if src.layout() == Layout::PyTorch {
             a = to_mlx_layout(&p.name, a)?;
@@ -327,7 +336,8 @@ pub fn convert(
                 std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
             }
             let src = sources[job.source].0.as_ref();
-            let bytes = write_file(&path, src, &job.plan, &job.meta, &mut |t, n| {
+            let cancel = opts.cancel.as_ref();
+            let bytes = write_file(&path, src, &job.plan, &job.meta, cancel, &mut |t, n| {
                 done += n;
                 progress(t, done, total);
             })?;
