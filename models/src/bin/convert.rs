@@ -77,10 +77,11 @@ fn main() -> ExitCode {
                 println!("wrote {}", f.display());
             }
             println!(
-                "converted {} tensors, {:.1} MB in {:.1}s",
+                "converted {} tensors, {:.1} MB in {:.1}s (peak MLX memory {:.1} MB)",
                 s.tensors,
                 s.bytes as f64 / 1e6,
-                start.elapsed().as_secs_f64()
+                start.elapsed().as_secs_f64(),
+                mlx_rs::memory::peak_memory().unwrap_or(0) as f64 / 1e6
             );
             ExitCode::SUCCESS
         }

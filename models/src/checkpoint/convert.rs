@@ -182,6 +182,7 @@ fn write_file(
                 format!("`{}`: wrote {n} bytes, planned {}", p.name, p.nbytes()),
             ));
         }
+        src.release(&p.name);
         progress(&p.name, n);
     }
     let f = f.into_inner().map_err(|e| io(e.into_error()))?;

@@ -227,6 +227,11 @@ impl TensorSource for Shards {
     fn tensor_dtype(&self, name: &str) -> Option<StDtype> {
         self.info(name).map(|t| t.dtype)
     }
+    fn release(&self, name: &str) {
+        if let Some(&i) = self.map.get(name) {
+            self.files[i].release(name);
+        }
+    }
 }
 
 #[cfg(test)]

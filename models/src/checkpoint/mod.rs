@@ -45,6 +45,8 @@ pub trait TensorSource {
     fn tensor_dtype(&self, _name: &str) -> Option<safetensors::StDtype> {
         None
     }
+    /// Hint that `name` will not be read again (memory-mapped sources drop its pages).
+    fn release(&self, _name: &str) {}
 }
 
 /// In-memory tensors in official PyTorch layout (fixtures, tests).

@@ -14,7 +14,7 @@ use memmap2::Mmap;
 use mlx_rs::Array;
 
 use super::pickle::{self, TensorRef};
-use super::safetensors::{StDtype, array_from_bytes};
+use super::safetensors::{StDtype, array_from_bytes, release_range};
 use super::{Layout, TensorSource};
 use crate::error::{Error, Result};
 
@@ -248,6 +248,11 @@ impl TensorSource for PthFile {
     }
     fn tensor_dtype(&self, name: &str) -> Option<StDtype> {
         self.tensors.get(name).map(|t| t.dtype)
+    }
+    fn release(&self, name: &str) {
+        if let Some(t) = self.tensors.get(name) {
+            release_range(&self.mmap, t.start as usize, t.end as usize);
+        }
     }
 }
 
