@@ -190,6 +190,9 @@ pub fn load_strict<M: ModuleParameters + ?Sized>(
     for (internal, slot) in params.iter_mut() {
         let official = to_official(internal);
         let mut a = src.load_tensor(&official)?;
+        // The bytes were copied into `a`: let a memory-mapped source drop its pages so a
+        // loaded model is resident once, not twice.
+        src.release(&official);
         if src.layout() == Layout::PyTorch {
             a = to_mlx_layout(&official, a)?;
         }
