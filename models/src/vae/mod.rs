@@ -13,6 +13,7 @@ pub mod norm;
 pub mod resample;
 pub mod resblock;
 pub mod shortcut;
+pub mod tiling;
 pub mod vae21;
 pub mod vae22;
 
