@@ -10,6 +10,7 @@ pub mod attention;
 pub mod causal_conv;
 pub mod keys;
 pub mod norm;
+pub mod preview;
 pub mod resample;
 pub mod resblock;
 pub mod shortcut;
