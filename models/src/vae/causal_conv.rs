@@ -43,6 +43,12 @@ pub fn frames(x: &Array, a: i32, b: i32) -> Result<Array> {
     Ok(x.try_index((.., a..b))?)
 }
 
+/// An owned copy of `frames(x, a, b)`. A plain slice is a view that keeps the whole
+/// activation alive; a cache must not pin every conv input of a chunk until the next one.
+pub fn keep_frames(x: &Array, a: i32, b: i32) -> Result<Array> {
+    Ok(frames(x, a, b)?.multiply(Array::from_f32(1.0))?)
+}
+
 impl CausalConv3d {
     /// Zero placeholder (lazy; replaced by `load_strict`).
     pub fn new(
@@ -78,12 +84,51 @@ impl CausalConv3d {
             x = concatenate(&[c.clone(), x], 1)?;
         }
         let front = front.max(0);
-        if front > 0 || ph > 0 || pw > 0 {
-            let widths = [(0, 0), (front, 0), (ph, ph), (pw, pw), (0, 0)];
-            x = pad(&x, &widths, None, None)?;
+        if front > 0 {
+            x = pad(
+                &x,
+                &[(0, 0), (front, 0), (0, 0), (0, 0), (0, 0)],
+                None,
+                None,
+            )?;
         }
-        let y = conv3d(&x, &*self.weight, self.stride, (0, 0, 0), None, None)?;
+        let w = &*self.weight;
+        let (kt, kh, kw) = (w.shape()[1], w.shape()[2], w.shape()[3]);
+        let y = if kt > 1 && (kh > 1 || kw > 1) && self.stride == (1, 1, 1) {
+            self.forward_as_2d(&x, kt, (ph, pw))?
+        } else {
+            if ph > 0 || pw > 0 {
+                x = pad(
+                    &x,
+                    &[(0, 0), (0, 0), (ph, ph), (pw, pw), (0, 0)],
+                    None,
+                    None,
+                )?;
+            }
+            conv3d(&x, w, self.stride, (0, 0, 0), None, None)?
+        };
         Ok(y.add(&*self.bias)?)
+    }
+
+    /// A `kt × kh × kw` conv (stride 1) as the sum of `kt` 2-D convs over frames folded
+    /// into the batch: the same sum in another order, but MLX unfolds only `kh·kw` (not
+    /// `kt·kh·kw`) copies of the input, which bounds peak memory (and is faster on CPU).
+    fn forward_as_2d(&self, x: &Array, kt: i32, (ph, pw): (i32, i32)) -> Result<Array> {
+        let s = x.shape().to_vec(); // [B, F + kt − 1, H, W, C]
+        let (b, f, h, w, c) = (s[0], s[1] - kt + 1, s[2], s[3], s[4]);
+        let mut acc: Option<Array> = None;
+        for t in 0..kt {
+            let xs = frames(x, t, t + f)?.reshape(&[b * f, h, w, c])?;
+            let wt = self.weight.try_index((.., t))?; // [O, kh, kw, C]
+            let y = conv2d(&xs, &wt, (1, 1), (ph, pw), None, None)?;
+            acc = Some(match acc {
+                Some(a) => a.add(&y)?,
+                None => y,
+            });
+        }
+        let y = acc.ok_or_else(|| crate::error::Error::Config("empty temporal kernel".into()))?;
+        let ys = y.shape().to_vec();
+        Ok(y.reshape(&[b, f, ys[1], ys[2], ys[3]])?)
     }
 
     /// One chunk step of the official cache rule: run the conv with the previous cache,
@@ -91,7 +136,7 @@ impl CausalConv3d {
     /// cache's last frame + this frame) for the next chunk.
     pub fn forward_cached(&self, x: &Array, cache: &mut ConvCache) -> Result<Array> {
         let t = x.shape()[1];
-        let mut keep = frames(x, (t - CACHE_T).max(0), t)?;
+        let mut keep = keep_frames(x, (t - CACHE_T).max(0), t)?;
         if keep.shape()[1] < CACHE_T
             && let Some(prev) = &cache.0
         {

@@ -16,7 +16,7 @@ use mlx_rs::macros::ModuleParameters;
 use mlx_rs::ops::{broadcast_to, concatenate, pad, zeros_like};
 
 use crate::error::Result;
-use crate::vae::causal_conv::{CACHE_T, CausalConv3d, Conv2d, frames};
+use crate::vae::causal_conv::{CACHE_T, CausalConv3d, Conv2d, frames, keep_frames};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -145,14 +145,14 @@ impl Resample {
                 return Ok(x.clone());
             }
             ResampleCache::Rep => {
-                let mut keep = frames(x, (t - CACHE_T).max(0), t)?;
+                let mut keep = keep_frames(x, (t - CACHE_T).max(0), t)?;
                 if keep.shape()[1] < CACHE_T {
                     keep = concatenate(&[zeros_like(&keep)?, keep], 1)?;
                 }
                 (tc.forward(x, None)?, keep)
             }
             ResampleCache::Frames(c) => {
-                let mut keep = frames(x, (t - CACHE_T).max(0), t)?;
+                let mut keep = keep_frames(x, (t - CACHE_T).max(0), t)?;
                 if keep.shape()[1] < CACHE_T {
                     let ct = c.shape()[1];
                     keep = concatenate(&[frames(&c, ct - 1, ct)?, keep], 1)?;
@@ -177,11 +177,11 @@ impl Resample {
             ResampleCache::Frames(c) => {
                 let ct = c.shape()[1];
                 let joined = concatenate(&[frames(&c, ct - 1, ct)?, x.clone()], 1)?;
-                *cache = ResampleCache::Frames(frames(x, t - 1, t)?);
+                *cache = ResampleCache::Frames(keep_frames(x, t - 1, t)?);
                 tc.forward(&joined, None)
             }
             _ => {
-                *cache = ResampleCache::Frames(frames(x, t - 1, t)?);
+                *cache = ResampleCache::Frames(keep_frames(x, t - 1, t)?);
                 Ok(x.clone())
             }
         }
