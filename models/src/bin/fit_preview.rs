@@ -1,7 +1,8 @@
 //! `fit_preview SOURCE`: fit the fast latent previewer of a VAE once and write
 //! `preview_mlx.safetensors` (beside the weights unless `--out` says otherwise).
 //!
-//! SOURCE is a `vae21`/`vae22` golden fixture (config and `param/*` from the file) or a
+//! SOURCE is a `vae21`/`vae22` golden fixture (config and `param/*` from the file; then
+//! `--out` is required, fixture folders are read-only references) or a
 //! VAE safetensors file with official keys in PyTorch layout (`--kind wan21|wan22`
 //! selects the official preset config).
 use std::collections::BTreeMap;
@@ -40,9 +41,11 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let mut is_fixture = false;
     let vae = if let Ok(fx) = Fixture::open(&args.source)
         && (fx.case.starts_with("vae21") || fx.case.starts_with("vae22"))
     {
+        is_fixture = true;
         let kind = if fx.case.starts_with("vae22") {
             VaeKind::Wan22
         } else {
@@ -69,6 +72,8 @@ fn main() -> Result<()> {
     };
     let out = match &args.out {
         Some(p) => p.clone(),
+        // Fixture folders are shared references: never write beside them by default.
+        None if is_fixture => bail!("SOURCE is a fixture: pass --out FILE"),
         None => args
             .source
             .parent()

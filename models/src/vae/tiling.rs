@@ -81,6 +81,11 @@ fn ramp(spans: &[(i32, i32)], k: usize, scale: i32) -> Vec<f32> {
         .collect()
 }
 
+/// Half of MLX's memory limit (the rest: weights, the DiT when kept loaded, the OS).
+pub fn default_budget() -> Result<u64> {
+    Ok(mlx_rs::memory::memory_limit()? as u64 / 2)
+}
+
 impl Tiling {
     /// Validate against the latent grid.
     pub fn check(&self) -> Result<()> {
@@ -138,10 +143,15 @@ impl WanVae {
         Some(Tiling { tile, overlap })
     }
 
-    /// Decode with automatic tiling under `budget` bytes (clamped to [−1, 1]).
-    pub fn decode_auto(&self, z: &Array, budget: u64, opts: RunOpts) -> Result<Array> {
+    /// Decode with automatic tiling under `budget` bytes, by default [`default_budget`]
+    /// (clamped to [−1, 1]). Untiled, hence exactly official, whenever the frame fits.
+    pub fn decode_auto(&self, z: &Array, budget: Option<u64>, opts: RunOpts) -> Result<Array> {
         self.check_latent(z)?;
         let s = z.shape();
+        let budget = match budget {
+            Some(b) => b,
+            None => default_budget()?,
+        };
         match self.tiling_for_budget(s[2], s[3], budget) {
             None => self.decode_with(z, opts),
             Some(t) => self.decode_tiled(z, t, opts),
