@@ -145,6 +145,9 @@ fn odd_inputs_are_refused_with_clear_errors() {
     let Some((v21, _)) = load("vae21.safetensors", VaeKind::Wan21) else {
         return;
     };
+    // Non-square sizes are fine when both sides are multiples of 16.
+    let z = vae.encode(&zeros(&[3, 1, 32, 48])).unwrap();
+    assert_eq!(z.shape(), &[48, 1, 2, 3]);
     // 2.1 compresses by 8: 24 is fine there, 20 is not.
     assert!(v21.encode(&zeros(&[3, 1, 24, 16])).is_ok());
     let err = v21.encode(&zeros(&[3, 1, 20, 16])).unwrap_err();
@@ -193,4 +196,26 @@ fn decode_reports_progress_and_honours_cancel() {
         .err()
         .map(|e| e.code());
     assert_eq!(err, Some("cancelled"));
+}
+
+/// Spec §4.2 / §4.3 [computed] parameter counts of the real VAEs, from our module tree
+/// built with the official preset configs (nothing is loaded or allocated).
+#[test]
+fn official_configs_have_the_official_parameter_counts() {
+    use mlx_rs::module::ModuleParameters;
+    let count = |m: &dyn ModuleParameters| -> i64 {
+        m.parameters()
+            .flatten()
+            .values()
+            .map(|a| a.shape().iter().map(|&d| d as i64).product::<i64>())
+            .sum()
+    };
+    let v21 = wan::vae::vae21::WanVae21::new(&VaeConfig::wan21()).unwrap();
+    assert_eq!(count(&v21.encoder), 53_595_872);
+    assert_eq!(count(&v21.decoder), 73_295_331);
+    assert_eq!(count(&v21), 126_892_531);
+    let v22 = wan::vae::vae22::WanVae22::new(&VaeConfig::wan22()).unwrap();
+    assert_eq!(count(&v22.encoder), 149_627_776);
+    assert_eq!(count(&v22.decoder), 555_049_228);
+    assert_eq!(count(&v22), 704_688_668);
 }
