@@ -76,6 +76,14 @@ impl VaeConfig {
         }
     }
 
+    /// The official config of a kind (what `TaskConfig::vae` names).
+    pub fn official(kind: VaeKind) -> Self {
+        match kind {
+            VaeKind::Wan21 => Self::wan21(),
+            VaeKind::Wan22 => Self::wan22(),
+        }
+    }
+
     /// From the official constructor arguments (a fixture's `config.constructor`).
     pub fn from_constructor(kind: VaeKind, ctor: &serde_json::Value) -> Result<Self> {
         let get_i = |k: &str| -> Result<i32> {
