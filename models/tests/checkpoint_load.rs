@@ -143,6 +143,7 @@ fn ti2v_folder_dit_equals_fixture_params_and_output() {
         1e-4,
     )
     .unwrap();
+    eprintln!("ti2v_tiny DiT: {}", c.line());
     assert!(c.passed(), "{}", c.line());
 }
 
@@ -453,5 +454,39 @@ fn cancelled_convert_leaves_nothing_behind() {
         0,
         "temp folder left"
     );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn vae_from_official_and_converted_folders_decodes_like_the_fixture() {
+    let tmp = scratch("vae");
+    for (name, fx) in [
+        ("ti2v_tiny", "vae22.safetensors"),
+        ("t2v_a14b_tiny", "vae21.safetensors"),
+    ] {
+        let (Some(dir), Some(fxp)) = (folder(name), common::fixture(fx)) else {
+            return;
+        };
+        let fx = Fixture::open(fxp).unwrap();
+        let z = fx.get_f32("input/z").unwrap();
+        let official = Checkpoint::open(&dir).unwrap().load_vae().unwrap();
+        let a = official.decode(&z).unwrap();
+        a.eval().unwrap();
+        let c = wan::fixture::compare("output/video", &a, &fx.get("output/video").unwrap(), 1e-4)
+            .unwrap();
+        eprintln!("{name}: {}", c.line());
+        assert!(c.passed(), "{name}: {}", c.line());
+
+        let out = tmp.join(name);
+        let opts = ConvertOptions {
+            dtype: Dtype::Float32,
+            ..ConvertOptions::default()
+        };
+        convert(&dir, &out, &opts, &mut |_, _, _| {}).unwrap();
+        let converted = Checkpoint::open(&out).unwrap().load_vae().unwrap();
+        assert_eq!(converted.cfg, official.cfg);
+        let b = converted.decode(&z).unwrap();
+        assert_identical(&format!("{name} decode"), &b, &a);
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }

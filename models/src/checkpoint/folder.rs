@@ -15,6 +15,7 @@ use super::{TensorSource, check_tensors};
 use crate::config::Task;
 use crate::dit::{ModelType, WanConfig, WanModel};
 use crate::error::{Error, Result};
+use crate::vae::{VaeConfig, WanVae};
 
 pub const OFFICIAL_DIT_INDEX: &str = "diffusion_pytorch_model.safetensors.index.json";
 pub const OFFICIAL_DIT_SINGLE: &str = "diffusion_pytorch_model.safetensors";
@@ -270,6 +271,17 @@ impl Checkpoint {
 
     pub fn vae_dims(&self) -> Result<VaeDims> {
         VaeDims::infer(self.vae_source()?.as_ref())
+    }
+
+    /// The VAE config inferred from its tensor shapes.
+    pub fn vae_config(&self) -> Result<VaeConfig> {
+        Ok(self.vae_dims()?.config())
+    }
+
+    /// Build and strictly load the VAE (float32).
+    pub fn load_vae(&self) -> Result<WanVae> {
+        let src = self.vae_source()?;
+        WanVae::load(VaeDims::infer(src.as_ref())?.config(), src.as_ref())
     }
 
     pub fn tokenizer_path(&self) -> Result<&Path> {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{Layout, TensorSource, mlx_shape};
 use crate::config::VaeKind;
 use crate::error::{Error, Result};
+use crate::vae::VaeConfig;
 
 /// umT5 encoder dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,6 +112,17 @@ impl T5Dims {
 }
 
 impl VaeDims {
+    /// The `WanVAE_` constructor arguments: these dims + the official fixed ones.
+    pub fn config(&self) -> VaeConfig {
+        VaeConfig {
+            kind: self.kind,
+            dim: self.dim,
+            dec_dim: self.dec_dim,
+            z_dim: self.z_dim,
+            ..VaeConfig::official(self.kind)
+        }
+    }
+
     pub fn infer(src: &dyn TensorSource) -> Result<Self> {
         let k = "encoder.conv1.weight";
         let c1 = shape(src, k)?; // [dim, 3, 3, 3, in]
