@@ -4,6 +4,7 @@
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
 mod train;
+mod vae;
 
 use std::path::Path;
 
@@ -16,6 +17,8 @@ pub const SUPPORTED: &[&str] = &[
     "dit_ti2v",
     "dit_t2v",
     "dit_i2v",
+    "vae22",
+    "vae21",
     "train_dit",
 ];
 
@@ -32,6 +35,8 @@ pub fn run_file(path: &Path) -> Result<Report> {
     let checks = match case.as_str() {
         "rope_and_time" => dit::rope_and_time(&fx)?,
         c if c.starts_with("dit_") => dit::dit(&fx)?,
+        c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
+        c if c.starts_with("vae21") => vae::vae(&fx, crate::vae::VaeKind::Wan21)?,
         c if c.starts_with("train_dit") => train::train_dit(&fx)?,
         other => {
             return Err(Error::Unsupported(format!(
