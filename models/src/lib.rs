@@ -10,5 +10,7 @@ pub mod fixture;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;
+pub mod train;
+pub mod vae;
 
 pub use error::{Error, Result};

@@ -3,6 +3,8 @@
 //! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
+mod train;
+mod vae;
 
 use std::path::Path;
 
@@ -10,7 +12,15 @@ use crate::error::{Error, Result};
 use crate::fixture::{Fixture, Report};
 
 /// Case kinds this build knows (metadata `case`, or a prefix of it).
-pub const SUPPORTED: &[&str] = &["rope_and_time", "dit_ti2v", "dit_t2v", "dit_i2v"];
+pub const SUPPORTED: &[&str] = &[
+    "rope_and_time",
+    "dit_ti2v",
+    "dit_t2v",
+    "dit_i2v",
+    "vae22",
+    "vae21",
+    "train_dit",
+];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
 pub fn run_file(path: &Path) -> Result<Report> {
@@ -25,6 +35,9 @@ pub fn run_file(path: &Path) -> Result<Report> {
     let checks = match case.as_str() {
         "rope_and_time" => dit::rope_and_time(&fx)?,
         c if c.starts_with("dit_") => dit::dit(&fx)?,
+        c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
+        c if c.starts_with("vae21") => vae::vae(&fx, crate::vae::VaeKind::Wan21)?,
+        c if c.starts_with("train_dit") => train::train_dit(&fx)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",
