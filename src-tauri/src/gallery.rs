@@ -104,13 +104,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> AppResult<()> {
         .ok_or_else(|| AppError::input(format!("{} has no parent folder", path.display())))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let res = (|| {
-        let mut f = fs::File::create(&tmp)?;
+    let write = |tmp: &Path| -> std::io::Result<()> {
+        let mut f = fs::File::create(tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
+        fs::rename(tmp, path)
+    };
+    write(&tmp).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         AppError::io(&format!("writing {}", path.display()), e)
     })
@@ -191,7 +191,7 @@ impl Gallery {
             .filter(|e| e.file_name().to_str().is_some_and(|n| check_id(n).is_ok()))
             .filter_map(|e| self.load_entry(&e.path()))
             .collect();
-        out.sort_by(|a, b| b.record.created_unix_ms.cmp(&a.record.created_unix_ms));
+        out.sort_by_key(|e| std::cmp::Reverse(e.record.created_unix_ms));
         Ok(out)
     }
 

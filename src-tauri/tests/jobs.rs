@@ -325,7 +325,7 @@ fn a_crash_mid_generation_never_leaves_a_broken_entry() {
     // "Restart": the listing is rebuilt from disk and the staging area swept.
     let g = Gallery::open(&root).unwrap();
     let ids: Vec<String> = g.list().unwrap().into_iter().map(|e| e.record.id).collect();
-    assert_eq!(ids, [clip.record.id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&clip.record.id));
     assert!(!root.join(".staging").exists());
     // Deleting works, and hostile ids are refused.
     for bad in ["../x", "", "a/b", "..", "UPPER"] {

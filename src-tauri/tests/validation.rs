@@ -10,6 +10,9 @@ use wan_studio::settings::Settings;
 
 const GIB: u64 = 1 << 30;
 
+/// One change to otherwise valid settings.
+type Edit = Box<dyn Fn(&mut GenerateParams)>;
+
 fn params() -> GenerateParams {
     GenerateParams {
         task: Task::Ti2v5B,
@@ -44,7 +47,7 @@ fn fake_ckpt(dir: &Path) {
         "Wan2.2_VAE.pth",
         "models_t5_umt5-xxl-enc-bf16.pth",
     ] {
-        std::fs::write(dir.join(f), vec![0u8; 1000]).unwrap();
+        std::fs::write(dir.join(f), [0u8; 1000]).unwrap();
     }
     std::fs::create_dir_all(dir.join("google/umt5-xxl")).unwrap();
     std::fs::write(dir.join("google/umt5-xxl/tokenizer.json"), "{}").unwrap();
@@ -133,7 +136,7 @@ fn the_official_tiny_folder_is_usable() {
 fn good_settings_pass_and_each_bad_one_is_refused_with_a_reason() {
     let (_d, info) = ckpt();
     validate(&params(), &info, 16 * GIB).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut GenerateParams)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("prompt is empty", Box::new(|p| p.prompt = "  ".into())),
         ("multiple of 32", Box::new(|p| p.size = (100, 64))),
         ("larger than", Box::new(|p| p.size = (4096, 4096))),
