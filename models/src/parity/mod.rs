@@ -3,14 +3,23 @@
 //! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
+mod sched;
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fixture::{Fixture, Report};
+use crate::pipeline::SolverKind;
 
 /// Case kinds this build knows (metadata `case`, or a prefix of it).
-pub const SUPPORTED: &[&str] = &["rope_and_time", "dit_ti2v", "dit_t2v", "dit_i2v"];
+pub const SUPPORTED: &[&str] = &[
+    "rope_and_time",
+    "dit_ti2v",
+    "dit_t2v",
+    "dit_i2v",
+    "sched_unipc",
+    "sched_dpmpp",
+];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
 pub fn run_file(path: &Path) -> Result<Report> {
@@ -25,6 +34,8 @@ pub fn run_file(path: &Path) -> Result<Report> {
     let checks = match case.as_str() {
         "rope_and_time" => dit::rope_and_time(&fx)?,
         c if c.starts_with("dit_") => dit::dit(&fx)?,
+        "sched_unipc" => sched::sched(&fx, SolverKind::Unipc)?,
+        "sched_dpmpp" => sched::sched(&fx, SolverKind::Dpmpp)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",
