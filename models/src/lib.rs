@@ -11,5 +11,6 @@ pub mod nn;
 pub mod parity;
 pub mod pipeline;
 pub mod solvers;
+pub mod video;
 
 pub use error::{Error, Result};
