@@ -67,7 +67,7 @@ pub fn write_mp4(path: &Path, frames: &Frames, fps: u32) -> Result<()> {
     if frames.frames.is_empty() {
         return Err(Error::Input("no frames to write".into()));
     }
-    if frames.width % 2 != 0 || frames.height % 2 != 0 {
+    if !frames.width.is_multiple_of(2) || !frames.height.is_multiple_of(2) {
         return Err(Error::Input(format!(
             "yuv420p needs even sizes, got {}x{}",
             frames.width, frames.height
