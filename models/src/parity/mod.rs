@@ -3,6 +3,7 @@
 //! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
+mod pipe;
 mod sched;
 
 use std::path::Path;
@@ -19,6 +20,8 @@ pub const SUPPORTED: &[&str] = &[
     "dit_i2v",
     "sched_unipc",
     "sched_dpmpp",
+    "pipe_ti2v",
+    "pipe_ti2v_t2v",
 ];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
@@ -36,6 +39,7 @@ pub fn run_file(path: &Path) -> Result<Report> {
         c if c.starts_with("dit_") => dit::dit(&fx)?,
         "sched_unipc" => sched::sched(&fx, SolverKind::Unipc)?,
         "sched_dpmpp" => sched::sched(&fx, SolverKind::Dpmpp)?,
+        c if c.starts_with("pipe_ti2v") => pipe::pipe_ti2v(&fx)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",

@@ -1,4 +1,8 @@
 //! Generation pipelines (the only place that knows the order of things).
 pub mod api;
+pub mod denoise;
+pub mod experts;
 
 pub use api::{CancelToken, Event, GenerateParams, Preview, SolverKind, Stage, Timings, Video};
+pub use denoise::{DenoiseSpec, Denoised, StepInfo, StepTrace, denoise};
+pub use experts::{ExpertSlot, Experts};
