@@ -6,3 +6,5 @@ pub mod experts;
 pub use api::{CancelToken, Event, GenerateParams, Preview, SolverKind, Stage, Timings, Video};
 pub use denoise::{DenoiseSpec, Denoised, StepInfo, StepTrace, denoise};
 pub use experts::{ExpertSlot, Experts};
+pub mod run;
+pub use run::{Components, LatentVae, RunOptions, RunRecord, TextEncoder, run, seeded_noise};
