@@ -8,3 +8,5 @@ pub use denoise::{DenoiseSpec, Denoised, StepInfo, StepTrace, denoise};
 pub use experts::{ExpertSlot, Experts};
 pub mod run;
 pub use run::{Components, LatentVae, RunOptions, RunRecord, TextEncoder, run, seeded_noise};
+pub mod load;
+pub use load::{LoadOptions, Loaded, check_folder, folder_identity, load};
