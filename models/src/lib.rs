@@ -2,6 +2,7 @@
 //!
 //! Data flow: prompt → `t5` → context → `pipeline` (solver loop, CFG, experts) driving
 //! `dit::WanModel` → latents → `vae` decode → frames → `video` (mp4).
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod dit;
