@@ -3,6 +3,7 @@
 //! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
+mod e2e;
 mod pipe;
 mod sched;
 
@@ -22,6 +23,9 @@ pub const SUPPORTED: &[&str] = &[
     "sched_dpmpp",
     "pipe_ti2v",
     "pipe_ti2v_t2v",
+    "e2e_ti2v_t2v",
+    "e2e_ti2v_i2v",
+    "e2e_t2v_a14b",
 ];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
@@ -40,6 +44,7 @@ pub fn run_file(path: &Path) -> Result<Report> {
         "sched_unipc" => sched::sched(&fx, SolverKind::Unipc)?,
         "sched_dpmpp" => sched::sched(&fx, SolverKind::Dpmpp)?,
         c if c.starts_with("pipe_ti2v") => pipe::pipe_ti2v(&fx)?,
+        c if c.starts_with("e2e_") => e2e::e2e(&fx)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",

@@ -22,6 +22,10 @@ use crate::video;
 /// Prompt → T5 context `[L, dim]` (trimmed to the mask length, as the pipelines get it).
 pub trait TextEncoder {
     fn encode(&mut self, prompt: &str) -> Result<Array>;
+    /// Token ids incl. `</s>` (unpadded) for checks; `None` when not exposed.
+    fn token_ids(&self, _prompt: &str) -> Result<Option<Vec<i64>>> {
+        Ok(None)
+    }
 }
 
 /// The task's VAE (channels-first tensors, official normalisation).
