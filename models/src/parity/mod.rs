@@ -3,7 +3,7 @@
 //! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
-mod e2e;
+pub mod e2e;
 mod pipe;
 mod sched;
 
