@@ -12,6 +12,7 @@ pub mod nn;
 pub mod parity;
 pub mod pipeline;
 pub mod solvers;
+pub mod vae;
 pub mod video;
 
 pub use error::{Error, Result};

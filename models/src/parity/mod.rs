@@ -6,6 +6,7 @@ mod dit;
 pub mod e2e;
 mod pipe;
 mod sched;
+mod vae;
 
 use std::path::Path;
 
@@ -26,6 +27,8 @@ pub const SUPPORTED: &[&str] = &[
     "e2e_ti2v_t2v",
     "e2e_ti2v_i2v",
     "e2e_t2v_a14b",
+    "vae22",
+    "vae21",
 ];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
@@ -45,6 +48,8 @@ pub fn run_file(path: &Path) -> Result<Report> {
         "sched_dpmpp" => sched::sched(&fx, SolverKind::Dpmpp)?,
         c if c.starts_with("pipe_ti2v") => pipe::pipe_ti2v(&fx)?,
         c if c.starts_with("e2e_") => e2e::e2e(&fx)?,
+        c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
+        c if c.starts_with("vae21") => vae::vae(&fx, crate::vae::VaeKind::Wan21)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",

@@ -4,10 +4,14 @@
 use mlx_rs::Array;
 
 use super::dit::config_from_fixture;
+use crate::config::VaeKind;
 use crate::dit::WanModel;
 use crate::error::{Error, Result};
 use crate::fixture::{Check, Fixture, compare, compare_abs, compare_exact};
-use crate::pipeline::{CancelToken, DenoiseSpec, Experts, SolverKind, StepTrace, denoise};
+use crate::pipeline::{
+    CancelToken, DenoiseSpec, Experts, LatentVae, SolverKind, StepTrace, VaeComponent, denoise,
+};
+use crate::vae::{VaeConfig, WanVae};
 
 const TOL: f64 = 1e-4;
 
@@ -148,10 +152,25 @@ pub fn pipe_ti2v(fx: &Fixture) -> Result<Vec<Check>> {
     let context_null = fx.get_f32("input/context_null")?;
     let noise = fx.get_f32("input/noise")?;
     let mut checks = Vec::new();
-    // The image latent: our VAE encode of `input/image` once the VAE exists; the
-    // recorded one meanwhile.
+    let vae_fx = companion(fx, "vae")?;
+    let vae = VaeComponent {
+        vae: WanVae::load(
+            VaeConfig::from_constructor(VaeKind::Wan22, vae_fx.cfg("constructor")?)?,
+            &vae_fx.params()?,
+        )?,
+        previewer: None,
+    };
+    let cancel = CancelToken::new();
+    // The image latent: our encode of the recorded image tensor.
     let z = if i2v {
-        Some(fx.get_f32("inter/image_latent")?)
+        let z = vae.encode(&fx.get_f32("input/image")?, &cancel)?;
+        checks.push(compare(
+            "inter/image_latent",
+            &z,
+            &fx.get("inter/image_latent")?,
+            TOL,
+        )?);
+        Some(z)
     } else {
         None
     };
@@ -172,7 +191,7 @@ pub fn pipe_ti2v(fx: &Fixture) -> Result<Vec<Check>> {
     let out = denoise(
         &mut experts,
         &spec,
-        &CancelToken::new(),
+        &cancel,
         &mut |_| Ok(()),
         Some(&mut rec),
     )?;
@@ -182,6 +201,13 @@ pub fn pipe_ti2v(fx: &Fixture) -> Result<Vec<Check>> {
         "output/x0",
         &out.latent,
         &fx.get("output/x0")?,
+        TOL,
+    )?);
+    let video = vae.decode(&out.latent, &cancel, &mut |_, _| {})?;
+    checks.push(compare(
+        "output/video",
+        &video,
+        &fx.get("output/video")?,
         TOL,
     )?);
     Ok(checks)

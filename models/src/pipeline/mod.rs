@@ -10,3 +10,5 @@ pub mod run;
 pub use run::{Components, LatentVae, RunOptions, RunRecord, TextEncoder, run, seeded_noise};
 pub mod load;
 pub use load::{LoadOptions, Loaded, check_folder, folder_identity, load};
+pub mod vae_glue;
+pub use vae_glue::VaeComponent;
