@@ -131,33 +131,6 @@ pub fn e2e(fx: &Fixture) -> Result<Vec<Check>> {
     Ok(checks)
 }
 
-/// A DiT folder (`config.json` + sharded safetensors) read with the plain safetensors
-/// reader: enough for the denoise-only check while the full loader is not available.
-fn dit_from_folder(dir: &std::path::Path) -> Result<crate::dit::WanModel> {
-    use crate::checkpoint::safetensors::SafeTensors;
-    let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let mut cfg = crate::dit::WanConfig::from_json(&text)?;
-    let mut params = std::collections::BTreeMap::new();
-    let mut shards: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    shards.sort();
-    for p in shards {
-        let st = SafeTensors::open(&p)?;
-        for n in st.names() {
-            params.insert(n.to_string(), st.array(n)?);
-        }
-    }
-    if let Some(w) = params.get("text_embedding.0.weight") {
-        cfg.text_dim = w.shape()[1];
-    }
-    crate::dit::WanModel::load(cfg, &params)
-}
-
 /// The sampling loop of an `e2e_*` file with its recorded contexts and noise and the DiT(s)
 /// of its folder — everything but tokenizer, T5 and VAE. Checks every step and `x0`.
 pub fn e2e_denoise_only(fx: &Fixture) -> Result<Vec<Check>> {
@@ -171,14 +144,16 @@ pub fn e2e_denoise_only(fx: &Fixture) -> Result<Vec<Check>> {
     }
     let cfg = task.config();
     let dir = fx.dir().join(cli("ckpt_dir")?.as_str().unwrap_or_default());
+    let ck = crate::checkpoint::Checkpoint::open(&dir)?;
+    use crate::checkpoint::Expert;
     let mut experts = match cfg.boundary {
         Some(b) => Experts::Pair {
-            low: ExpertSlot::loaded(dit_from_folder(&dir.join("low_noise_model"))?),
-            high: ExpertSlot::loaded(dit_from_folder(&dir.join("high_noise_model"))?),
+            low: ExpertSlot::loaded(ck.load_dit(Expert::LowNoise)?),
+            high: ExpertSlot::loaded(ck.load_dit(Expert::HighNoise)?),
             boundary_t: b * 1000.0,
             one_at_a_time: false,
         },
-        None => Experts::Single(Box::new(dit_from_folder(&dir)?)),
+        None => Experts::Single(Box::new(ck.load_dit(Expert::Main)?)),
     };
     let guide = match cli("sample_guide_scale")?.as_f64() {
         Some(g) => (g as f32, g as f32),

@@ -1,14 +1,18 @@
 //! From a checkpoint folder to [`Components`](super::run::Components): which files a task
 //! needs (official layouts, spec §7.1), their identity for the JSON sidecar, and loading.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mlx_rs::Dtype;
 use serde_json::{Value, json};
 
-use super::experts::Experts;
+use super::experts::{ExpertSlot, Experts};
 use super::run::{LatentVae, TextEncoder};
-use crate::config::{Task, VaeKind};
+use super::vae_glue::VaeComponent;
+use crate::checkpoint::folder::{Checkpoint, Expert};
+use crate::config::Task;
+use crate::dit::WanModel;
 use crate::error::{Error, Result};
+use crate::vae::preview::Previewer;
 
 /// Loading knobs (ours, in place of `--offload_model` / `--convert_model_dtype`).
 #[derive(Debug, Clone, Copy)]
@@ -26,75 +30,32 @@ pub struct Loaded {
     pub experts: Experts,
 }
 
-/// Files an official-layout folder must hold for `task` (relative paths).
-pub fn required_files(task: Task) -> Vec<PathBuf> {
-    let cfg = task.config();
-    let mut v = vec![
-        PathBuf::from("models_t5_umt5-xxl-enc-bf16.pth"),
-        PathBuf::from("google/umt5-xxl/tokenizer.json"),
-        PathBuf::from(match cfg.vae {
-            VaeKind::Wan21 => "Wan2.1_VAE.pth",
-            VaeKind::Wan22 => "Wan2.2_VAE.pth",
-        }),
-    ];
-    let dits: &[&str] = match cfg.boundary {
-        Some(_) => &["low_noise_model", "high_noise_model"],
-        None => &[""],
-    };
-    for d in dits {
-        v.push(Path::new(d).join("config.json"));
-    }
-    v
-}
-
-/// Check a folder before loading anything: it exists, holds every file the task needs and
-/// its DiT `config.json` describes a model of the task's kind.
-pub fn check_folder(dir: &Path, task: Task) -> Result<()> {
-    if !dir.is_dir() {
-        return Err(Error::Missing(dir.to_path_buf()));
-    }
-    // A single-model folder given to an A14B task (or the reverse): say so plainly.
-    let want = match task {
-        Task::Ti2v5B => crate::dit::ModelType::Ti2v,
-        Task::T2vA14B => crate::dit::ModelType::T2v,
-        Task::I2vA14B => crate::dit::ModelType::I2v,
-    };
-    let root = dir.join("config.json");
-    if let Ok(text) = std::fs::read_to_string(&root)
-        && let Ok(cfg) = crate::dit::WanConfig::from_json(&text)
-        && cfg.model_type != want
-    {
+/// Open a folder (official or converted layout) and check it fits `task` before anything
+/// heavy is read: the DiT kind(s), T5, tokenizer and VAE must all be there.
+pub fn check_folder(dir: &Path, task: Task) -> Result<Checkpoint> {
+    let ck = Checkpoint::open(dir)?;
+    let found = ck.task()?;
+    if found != task {
         return Err(Error::Input(format!(
-            "{} holds a `{:?}` model, but --task {} needs `{want:?}` (wrong --ckpt_dir or --task?)",
+            "{} holds a {} checkpoint, but --task is {} (wrong --ckpt_dir or --task?)",
             dir.display(),
-            cfg.model_type,
+            found.name(),
             task.name()
         )));
     }
-    for rel in required_files(task) {
-        let p = dir.join(&rel);
-        if !p.is_file() {
-            // A converted folder may hold `.safetensors` in place of `.pth`.
-            let alt = p.with_extension("safetensors");
-            if !(p.extension().is_some_and(|e| e == "pth") && alt.is_file()) {
-                return Err(Error::Missing(p));
-            }
-        }
-        if rel.file_name().is_some_and(|n| n == "config.json") {
-            let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-            let cfg = crate::dit::WanConfig::from_json(&text)
-                .map_err(|e| Error::format(&p, e.to_string()))?;
-            if cfg.model_type != want {
-                return Err(Error::Input(format!(
-                    "{} is a `{:?}` model, but --task {} needs `{want:?}` (wrong --ckpt_dir or --task?)",
-                    p.display(),
-                    cfg.model_type,
-                    task.name()
-                )));
-            }
-        }
+    ck.t5_source()?;
+    ck.tokenizer_path()?;
+    let vae = ck.vae_config()?;
+    if vae.kind != task.config().vae {
+        return Err(Error::Input(format!(
+            "{}: the VAE is {:?}, {} needs {:?}",
+            dir.display(),
+            vae.kind,
+            task.name(),
+            task.config().vae
+        )));
     }
-    Ok(())
+    Ok(ck)
 }
 
 /// Identity of a folder for the sidecar: canonical path and every file's size and mtime.
@@ -128,12 +89,48 @@ pub fn folder_identity(dir: &Path) -> Value {
     })
 }
 
+fn load_dit(ck: &Checkpoint, expert: Expert, dtype: Dtype) -> Result<WanModel> {
+    let mut m = ck.load_dit(expert)?;
+    if dtype != Dtype::Float32 {
+        m.set_compute_dtype(dtype)?;
+    }
+    Ok(m)
+}
+
+/// The text encoder of a folder (tokenizer + umT5).
+fn text_encoder(_ck: &Checkpoint) -> Result<Box<dyn TextEncoder>> {
+    Err(Error::Unsupported(
+        "the T5 text encoder is not merged yet".into(),
+    ))
+}
+
 /// Load every model of `task` from `dir`.
 pub fn load(dir: &Path, task: Task, opts: &LoadOptions) -> Result<Loaded> {
-    check_folder(dir, task)?;
-    let _ = opts;
-    Err(Error::Unsupported(
-        "loading a checkpoint folder needs the checkpoint, T5 and VAE modules (not merged yet)"
-            .into(),
-    ))
+    let ck = check_folder(dir, task)?;
+    let text = text_encoder(&ck)?;
+    let vae: Box<dyn LatentVae> = Box::new(VaeComponent {
+        vae: ck.load_vae()?,
+        previewer: Previewer::load_beside(dir)?,
+    });
+    let dtype = opts.dtype;
+    let experts = match task.config().boundary {
+        None => Experts::Single(Box::new(load_dit(&ck, Expert::Main, dtype)?)),
+        Some(b) => {
+            let slot = |e: Expert| -> Result<ExpertSlot> {
+                if opts.one_expert_at_a_time {
+                    let ck = ck.clone();
+                    Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype)))
+                } else {
+                    Ok(ExpertSlot::loaded(load_dit(&ck, e, dtype)?))
+                }
+            };
+            Experts::Pair {
+                high: slot(Expert::HighNoise)?,
+                low: slot(Expert::LowNoise)?,
+                boundary_t: b * 1000.0,
+                one_at_a_time: opts.one_expert_at_a_time,
+            }
+        }
+    };
+    Ok(Loaded { text, vae, experts })
 }
