@@ -5,6 +5,7 @@
 //! `--offload_model` / `--t5_cpu` / `--convert_model_dtype`), `--frames_dir`, `--noise`.
 //! Writes an H.264 mp4 and a JSON sidecar (`<file>.json`) atomically; Ctrl-C cancels
 //! within one step and leaves no output.
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -276,14 +277,38 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
             },
         ),
     );
+    // Without a terminal (logs, tests) print one plain line per event instead of the bar.
+    let plain = !std::io::stderr().is_terminal();
+    if plain {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let mut on_event = |e: Event| match e {
+        Event::Stage(s) if plain => eprintln!("stage {s:?}"),
         Event::Stage(Stage::Denoise) => bar.set_message("denoise"),
         Event::Stage(s) => bar.println(format!("stage: {s:?}")),
-        Event::Step { step, timestep, .. } => {
+        Event::Step {
+            step,
+            total,
+            timestep,
+            elapsed,
+            ..
+        } => {
             bar.set_position(step as u64);
             bar.set_message(format!("t={timestep}"));
+            if plain {
+                let per = elapsed.as_secs_f64() / step as f64;
+                eprintln!(
+                    "step {step}/{total} t={timestep} {per:.2}s/step eta {:.1}s",
+                    per * (total - step) as f64
+                );
+            }
         }
-        Event::Decode { done, total } => bar.set_message(format!("vae {done}/{total}")),
+        Event::Decode { done, total } => {
+            bar.set_message(format!("vae {done}/{total}"));
+            if plain {
+                eprintln!("decode {done}/{total}");
+            }
+        }
     };
     let mut comps = Components {
         text: loaded.text.as_mut(),

@@ -6,7 +6,7 @@ use mlx_rs::Dtype;
 use serde_json::{Value, json};
 
 use super::experts::{ExpertSlot, Experts};
-use super::run::{LatentVae, TextEncoder};
+use super::run::{LatentVae, PromptEncoder};
 use super::vae_glue::VaeComponent;
 use crate::checkpoint::folder::{Checkpoint, Expert};
 use crate::config::Task;
@@ -25,7 +25,7 @@ pub struct LoadOptions {
 
 /// Loaded models of one task.
 pub struct Loaded {
-    pub text: Box<dyn TextEncoder>,
+    pub text: Box<dyn PromptEncoder>,
     pub vae: Box<dyn LatentVae>,
     pub experts: Experts,
 }
@@ -98,7 +98,7 @@ fn load_dit(ck: &Checkpoint, expert: Expert, dtype: Dtype) -> Result<WanModel> {
 }
 
 /// The text encoder of a folder (tokenizer + umT5).
-fn text_encoder(_ck: &Checkpoint) -> Result<Box<dyn TextEncoder>> {
+fn text_encoder(_ck: &Checkpoint) -> Result<Box<dyn PromptEncoder>> {
     Err(Error::Unsupported(
         "the T5 text encoder is not merged yet".into(),
     ))

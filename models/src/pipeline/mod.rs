@@ -7,7 +7,7 @@ pub use api::{CancelToken, Event, GenerateParams, Preview, SolverKind, Stage, Ti
 pub use denoise::{DenoiseSpec, Denoised, StepInfo, StepTrace, denoise};
 pub use experts::{ExpertSlot, Experts};
 pub mod run;
-pub use run::{Components, LatentVae, RunOptions, RunRecord, TextEncoder, run, seeded_noise};
+pub use run::{Components, LatentVae, PromptEncoder, RunOptions, RunRecord, run, seeded_noise};
 pub mod load;
 pub use load::{LoadOptions, Loaded, check_folder, folder_identity, load};
 pub mod vae_glue;

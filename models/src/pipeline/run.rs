@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::video;
 
 /// Prompt → T5 context `[L, dim]` (trimmed to the mask length, as the pipelines get it).
-pub trait TextEncoder {
+pub trait PromptEncoder {
     fn encode(&mut self, prompt: &str) -> Result<Array>;
     /// Token ids incl. `</s>` (unpadded) for checks; `None` when not exposed.
     fn token_ids(&self, _prompt: &str) -> Result<Option<Vec<i64>>> {
@@ -47,7 +47,7 @@ pub trait LatentVae {
 
 /// Everything a generation needs, loaded.
 pub struct Components<'a> {
-    pub text: &'a mut dyn TextEncoder,
+    pub text: &'a mut dyn PromptEncoder,
     pub vae: &'a dyn LatentVae,
     pub experts: &'a mut Experts,
 }
