@@ -97,27 +97,33 @@ fn e2e_t2v_a14b_matches_official() {
     common::assert_parity("e2e_t2v_a14b.safetensors");
 }
 
-/// The A14B loop (expert switch at boundary·1000, (low, high) guidance, one UniPC across
-/// both experts) against every recorded step of `e2e_t2v_a14b`, with its contexts and
-/// noise injected; and the same for the ti2v text-only e2e run.
+/// Everything but tokenizer + T5, through the real `pipeline::run` on the tiny official
+/// folders with the recorded contexts and noise injected: image resize + VAE encode (i2v),
+/// the A14B expert switch with (low, high) guidance and one UniPC across both experts,
+/// per-token t, every step, x0 and the decoded video.
 #[test]
-fn e2e_sampling_loops_match_official_with_recorded_contexts() {
-    for name in ["e2e_t2v_a14b.safetensors", "e2e_ti2v_t2v.safetensors"] {
+fn e2e_runs_match_official_with_recorded_contexts() {
+    for name in [
+        "e2e_t2v_a14b.safetensors",
+        "e2e_ti2v_t2v.safetensors",
+        "e2e_ti2v_i2v.safetensors",
+    ] {
         let Some(path) = common::fixture(name) else {
             return;
         };
         let fx = Fixture::open(&path).unwrap();
-        let checks = wan::parity::e2e::e2e_denoise_only(&fx).unwrap();
+        let checks = wan::parity::e2e::e2e_with(&fx, true).unwrap();
         for c in &checks {
             eprintln!("{name}: {}", c.line());
         }
-        assert!(checks.len() >= 8, "{name}: {} checks", checks.len());
         let failed: Vec<String> = checks
             .iter()
             .filter(|c| !c.passed())
             .map(|c| c.line())
             .collect();
         assert!(failed.is_empty(), "{name}:\n{}", failed.join("\n"));
-        assert!(checks.iter().any(|c| c.name == "output/latents"));
+        for must in ["output/latents", "output/video", "inter/model_t"] {
+            assert!(checks.iter().any(|c| c.name == must), "{name}: no {must}");
+        }
     }
 }

@@ -6,15 +6,29 @@ use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::fixture::{Check, Fixture, compare, compare_exact};
 use crate::pipeline::{
-    CancelToken, Components, GenerateParams, LoadOptions, RunOptions, SolverKind, StepTrace, load,
-    run,
+    CancelToken, Components, GenerateParams, LoadOptions, Loaded, PromptEncoder, RunOptions,
+    SolverKind, StepTrace, load, load_models, run,
 };
 
 use super::pipe::{check_schedule, check_steps};
 
 const TOL: f64 = 1e-4;
 
+/// Stands in for the text side when the recorded contexts are injected.
+struct NoText;
+impl PromptEncoder for NoText {
+    fn encode(&mut self, _: &str) -> Result<mlx_rs::Array> {
+        Err(Error::Unsupported("no text encoder in this run".into()))
+    }
+}
+
 pub fn e2e(fx: &Fixture) -> Result<Vec<Check>> {
+    e2e_with(fx, false)
+}
+
+/// `recorded_contexts`: inject `inter/context*` instead of running tokenizer + T5 (checks
+/// image resize + VAE encode, DiTs, solver, VAE decode through the real `run`).
+pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
     let cli = |k: &str| fx.cfg(&format!("cli_equivalent.{k}"));
     let s = |k: &str| -> Result<String> {
         cli(k)?
@@ -47,14 +61,21 @@ pub fn e2e(fx: &Fixture) -> Result<Vec<Check>> {
         image,
     };
     let dir = fx.dir().join(s("ckpt_dir")?);
-    let mut loaded = load(
-        &dir,
-        task,
-        &LoadOptions {
-            dtype: mlx_rs::Dtype::Float32,
-            one_expert_at_a_time: false,
-        },
-    )?;
+    let lopts = LoadOptions {
+        dtype: mlx_rs::Dtype::Float32,
+        one_expert_at_a_time: false,
+    };
+    let mut loaded = if recorded_contexts {
+        let ck = crate::checkpoint::Checkpoint::open(&dir)?;
+        let (vae, experts) = load_models(&ck, task, &lopts)?;
+        Loaded {
+            text: Box::new(NoText),
+            vae,
+            experts,
+        }
+    } else {
+        load(&dir, task, &lopts)?
+    };
     let mut checks = Vec::new();
 
     // Tokenizer ids (exact), when the encoder exposes them.
@@ -83,6 +104,12 @@ pub fn e2e(fx: &Fixture) -> Result<Vec<Check>> {
     };
     let mut opts = RunOptions::new();
     opts.noise = Some(fx.get_f32("input/noise")?);
+    if recorded_contexts {
+        opts.contexts = Some((
+            fx.get_f32("inter/context")?,
+            fx.get_f32("inter/context_null")?,
+        ));
+    }
     let mut traces: Vec<StepTrace> = Vec::new();
     let mut rec = |t: StepTrace| traces.push(t);
     let (video, record) = run(
@@ -94,18 +121,20 @@ pub fn e2e(fx: &Fixture) -> Result<Vec<Check>> {
         Some(&mut rec),
     )?;
 
-    checks.push(compare(
-        "inter/context",
-        &record.contexts.0,
-        &fx.get("inter/context")?,
-        TOL,
-    )?);
-    checks.push(compare(
-        "inter/context_null",
-        &record.contexts.1,
-        &fx.get("inter/context_null")?,
-        TOL,
-    )?);
+    if !recorded_contexts {
+        checks.push(compare(
+            "inter/context",
+            &record.contexts.0,
+            &fx.get("inter/context")?,
+            TOL,
+        )?);
+        checks.push(compare(
+            "inter/context_null",
+            &record.contexts.1,
+            &fx.get("inter/context_null")?,
+            TOL,
+        )?);
+    }
     if let (Some(z), true) = (&record.image_latent, fx.has("inter/image_latent")) {
         checks.push(compare(
             "inter/image_latent",
@@ -126,69 +155,6 @@ pub fn e2e(fx: &Fixture) -> Result<Vec<Check>> {
         "output/video",
         &video.frames,
         &fx.get("output/video")?,
-        TOL,
-    )?);
-    Ok(checks)
-}
-
-/// The sampling loop of an `e2e_*` file with its recorded contexts and noise and the DiT(s)
-/// of its folder — everything but tokenizer, T5 and VAE. Checks every step and `x0`.
-pub fn e2e_denoise_only(fx: &Fixture) -> Result<Vec<Check>> {
-    use crate::pipeline::{DenoiseSpec, ExpertSlot, Experts, denoise};
-    let cli = |k: &str| fx.cfg(&format!("cli_equivalent.{k}"));
-    let task = Task::parse(cli("task")?.as_str().unwrap_or(""))?;
-    if cli("image")?.as_str().is_some() {
-        return Err(Error::Unsupported(
-            "denoise-only e2e needs the VAE for the image latent".into(),
-        ));
-    }
-    let cfg = task.config();
-    let dir = fx.dir().join(cli("ckpt_dir")?.as_str().unwrap_or_default());
-    let ck = crate::checkpoint::Checkpoint::open(&dir)?;
-    use crate::checkpoint::Expert;
-    let mut experts = match cfg.boundary {
-        Some(b) => Experts::Pair {
-            low: ExpertSlot::loaded(ck.load_dit(Expert::LowNoise)?),
-            high: ExpertSlot::loaded(ck.load_dit(Expert::HighNoise)?),
-            boundary_t: b * 1000.0,
-            one_at_a_time: false,
-        },
-        None => Experts::Single(Box::new(ck.load_dit(Expert::Main)?)),
-    };
-    let guide = match cli("sample_guide_scale")?.as_f64() {
-        Some(g) => (g as f32, g as f32),
-        None => cfg.guide_scale,
-    };
-    let context = fx.get_f32("inter/context")?;
-    let context_null = fx.get_f32("inter/context_null")?;
-    let spec = DenoiseSpec {
-        latent: fx.get_f32("input/noise")?,
-        context: &context,
-        context_null: &context_null,
-        guide_scale: guide,
-        solver: SolverKind::parse(cli("sample_solver")?.as_str().unwrap_or(""))?,
-        steps: cli("sample_steps")?.as_u64().unwrap_or(0) as usize,
-        shift: cli("sample_shift")?.as_f64().unwrap_or(cfg.sample_shift),
-        first_frame: None,
-        y: None,
-        batch_cfg: true,
-    };
-    let mut traces = Vec::new();
-    let mut rec = |t: StepTrace| traces.push(t);
-    let out = denoise(
-        &mut experts,
-        &spec,
-        &CancelToken::new(),
-        &mut |_| Ok(()),
-        Some(&mut rec),
-    )?;
-    let mut checks = Vec::new();
-    check_schedule(fx, &out.timesteps, &out.sigmas, &mut checks)?;
-    check_steps(fx, &traces, &mut checks)?;
-    checks.push(compare(
-        "output/x0",
-        &out.latent,
-        &fx.get("output/x0")?,
         TOL,
     )?);
     Ok(checks)

@@ -108,20 +108,31 @@ fn text_encoder(_ck: &Checkpoint) -> Result<Box<dyn PromptEncoder>> {
 pub fn load(dir: &Path, task: Task, opts: &LoadOptions) -> Result<Loaded> {
     let ck = check_folder(dir, task)?;
     let text = text_encoder(&ck)?;
+    let (vae, experts) = load_models(&ck, task, opts)?;
+    Ok(Loaded { text, vae, experts })
+}
+
+/// VAE (+ previewer) and DiT(s) of an opened folder — everything but the text side.
+pub fn load_models(
+    ck: &Checkpoint,
+    task: Task,
+    opts: &LoadOptions,
+) -> Result<(Box<dyn LatentVae>, Experts)> {
+    let dir = ck.root.as_path();
     let vae: Box<dyn LatentVae> = Box::new(VaeComponent {
         vae: ck.load_vae()?,
         previewer: Previewer::load_beside(dir)?,
     });
     let dtype = opts.dtype;
     let experts = match task.config().boundary {
-        None => Experts::Single(Box::new(load_dit(&ck, Expert::Main, dtype)?)),
+        None => Experts::Single(Box::new(load_dit(ck, Expert::Main, dtype)?)),
         Some(b) => {
             let slot = |e: Expert| -> Result<ExpertSlot> {
                 if opts.one_expert_at_a_time {
                     let ck = ck.clone();
                     Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype)))
                 } else {
-                    Ok(ExpertSlot::loaded(load_dit(&ck, e, dtype)?))
+                    Ok(ExpertSlot::loaded(load_dit(ck, e, dtype)?))
                 }
             };
             Experts::Pair {
@@ -132,5 +143,5 @@ pub fn load(dir: &Path, task: Task, opts: &LoadOptions) -> Result<Loaded> {
             }
         }
     };
-    Ok(Loaded { text, vae, experts })
+    Ok((vae, experts))
 }
