@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use mlx_rs::Dtype;
 use serde_json::json;
+use wan::checkpoint::Expert;
 use wan::config::{Task, parse_size};
 use wan::dit::WanConfig;
 
@@ -36,7 +37,8 @@ struct Args {
     /// Time one pass instead of the batched cond + uncond.
     #[arg(long)]
     no_cfg: bool,
-    /// A checkpoint folder (needs the checkpoint loader; random weights otherwise).
+    /// A checkpoint folder (its DiT — the high-noise expert for A14B — and VAE); without
+    /// it, random weights.
     #[arg(long)]
     ckpt_dir: Option<std::path::PathBuf>,
 }
@@ -63,11 +65,6 @@ fn main() -> Result<()> {
     {
         bail!(wan::Error::Input("--layers must be at least 1".into()));
     }
-    if a.ckpt_dir.is_some() {
-        bail!(wan::Error::Unsupported(
-            "bench on a checkpoint folder needs the checkpoint loader (not merged yet); omit --ckpt_dir for random weights".into()
-        ));
-    }
     let arch = match task {
         Task::Ti2v5B => WanConfig::ti2v_5b(),
         Task::T2vA14B => WanConfig::t2v_a14b(),
@@ -78,13 +75,42 @@ fn main() -> Result<()> {
 
     mlx_rs::memory::reset_peak_memory()?;
     let t0 = std::time::Instant::now();
-    let model = wan::bench::random_dit(arch, a.layers, dtype)?;
+    let ck = match &a.ckpt_dir {
+        Some(d) => Some(wan::pipeline::check_folder(d, task)?),
+        None => None,
+    };
+    let model = match &ck {
+        Some(ck) => {
+            let expert = if cfg.boundary.is_some() {
+                Expert::HighNoise
+            } else {
+                Expert::Main
+            };
+            let mut m = ck.load_dit(expert)?;
+            m.set_compute_dtype(dtype)?;
+            m
+        }
+        None => wan::bench::random_dit(arch, a.layers, dtype)?,
+    };
     let build_s = t0.elapsed().as_secs_f64();
     let (_, weights_bytes) = wan::bench::memory();
     mlx_rs::memory::reset_peak_memory()?;
     let timing =
         wan::bench::time_dit_steps(&model, latent, a.text_tokens, !a.no_cfg, a.warmup, a.steps)?;
     let (peak, active) = wan::bench::memory();
+    // VAE decode of a random latent of the same shape (checkpoint folders only).
+    let vae_decode_s = match &ck {
+        Some(ck) => {
+            let vae = ck.load_vae()?;
+            let key = mlx_rs::random::key(3)?;
+            let z = mlx_rs::random::normal::<f32>(&latent, None, None, &key)?;
+            let t = std::time::Instant::now();
+            let v = vae.decode_auto(&z, None, Default::default())?;
+            v.eval()?;
+            Some(t.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
     let c = &model.config;
     let out = json!({
         "task": task.name(),
@@ -96,7 +122,7 @@ fn main() -> Result<()> {
         "full_layers": match task { Task::Ti2v5B => 30, _ => 40 },
         "dim": c.dim,
         "params": model.num_params(),
-        "weights": "random",
+        "weights": if ck.is_some() { "checkpoint" } else { "random" },
         "build_s": build_s,
         "dit_step": timing,
         "memory": {
@@ -104,9 +130,9 @@ fn main() -> Result<()> {
             "peak_bytes_during_steps": peak,
             "active_bytes_after": active,
         },
-        "vae_decode_s": null,
+        "vae_decode_s": vae_decode_s,
         "text_encode_s": null,
-        "notes": "vae_decode_s / text_encode_s need a checkpoint folder and the VAE/T5 modules",
+        "notes": "vae_decode_s needs --ckpt_dir; text_encode_s needs the T5 module",
         "device": if cfg!(target_os = "macos") { "metal" } else { "cpu" },
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
