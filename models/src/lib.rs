@@ -10,5 +10,6 @@ pub mod fixture;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;
+pub mod t5;
 
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@
 //! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
+mod t5;
 
 use std::path::Path;
 
@@ -10,7 +11,14 @@ use crate::error::{Error, Result};
 use crate::fixture::{Fixture, Report};
 
 /// Case kinds this build knows (metadata `case`, or a prefix of it).
-pub const SUPPORTED: &[&str] = &["rope_and_time", "dit_ti2v", "dit_t2v", "dit_i2v"];
+pub const SUPPORTED: &[&str] = &[
+    "rope_and_time",
+    "dit_ti2v",
+    "dit_t2v",
+    "dit_i2v",
+    "t5_encoder",
+    "tokenizer",
+];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
 pub fn run_file(path: &Path) -> Result<Report> {
@@ -25,6 +33,8 @@ pub fn run_file(path: &Path) -> Result<Report> {
     let checks = match case.as_str() {
         "rope_and_time" => dit::rope_and_time(&fx)?,
         c if c.starts_with("dit_") => dit::dit(&fx)?,
+        "t5_encoder" => t5::t5_encoder(&fx)?,
+        "tokenizer" => t5::tokenizer(&fx)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",
