@@ -1,6 +1,7 @@
 //! The text side: prompt cleaning and umT5 tokenizer, the umT5-XXL encoder, and the
 //! trimmed per-prompt contexts the DiT takes (official `wan/modules/t5.py`,
 //! `wan/modules/tokenizers.py`).
+pub mod cache;
 pub mod clean;
 pub mod config;
 pub mod context;
