@@ -182,3 +182,30 @@ fn trimmed_context_is_zero_padded_by_the_dit() {
         .unwrap();
     assert!(d.item_cast::<f32>() > 1e-3);
 }
+
+#[test]
+fn bf16_weights_stay_close_to_the_f32_reference() {
+    // The Metal path: matmuls in bf16, norms/softmax/residual in f32.
+    let Some((cfg, params)) = encoder_fixture() else {
+        return;
+    };
+    let fx = Fixture::open(common::fixture("t5_encoder.safetensors").unwrap()).unwrap();
+    let enc = T5Encoder::load(cfg, &params, Dtype::Bfloat16).unwrap();
+    assert_eq!(enc.compute_dtype(), Dtype::Bfloat16);
+    let out = enc
+        .forward(
+            &fx.get("input/ids").unwrap(),
+            &fx.get("input/mask").unwrap(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(out.dtype(), Dtype::Float32);
+    let c = wan::fixture::compare("hidden", &out, &fx.get("output/hidden").unwrap(), 3e-2).unwrap();
+    eprintln!("{}", c.line());
+    assert!(c.passed(), "{}", c.line());
+    assert!(
+        c.err > 1e-5,
+        "bf16 weights must actually be used ({})",
+        c.line()
+    );
+}
