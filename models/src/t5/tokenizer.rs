@@ -170,3 +170,26 @@ impl T5Tokenizer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_tokenizers_are_clear_errors() {
+        let missing = T5Tokenizer::from_file(Path::new("/nonexistent/tokenizer.json"), TEXT_LEN);
+        assert!(matches!(missing, Err(Error::Missing(_))));
+        assert!(matches!(
+            T5Tokenizer::from_bytes(b"{ not json", TEXT_LEN),
+            Err(Error::Format { .. })
+        ));
+        assert!(matches!(
+            T5Tokenizer::from_bytes(b"{}", TEXT_LEN),
+            Err(Error::Format { .. })
+        ));
+        assert!(matches!(
+            T5Tokenizer::from_bytes(b"{}", 1),
+            Err(Error::Config(_))
+        ));
+    }
+}
