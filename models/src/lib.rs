@@ -11,5 +11,6 @@ pub mod nn;
 pub mod parity;
 pub mod pipeline;
 pub mod t5;
+pub mod vae;
 
 pub use error::{Error, Result};

@@ -180,3 +180,55 @@ pub fn load_strict<M: ModuleParameters + ?Sized>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arange(shape: &[i32]) -> Array {
+        let n: i32 = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        Array::from_slice(&v, shape)
+    }
+
+    #[test]
+    fn conv3d_weights_become_channels_last() {
+        // PyTorch [O=2, I=3, D=1, H=2, W=2]; MLX [O, D, H, W, I]
+        let w = arange(&[2, 3, 1, 2, 2]);
+        let m = to_mlx_layout("patch_embedding.weight", w.clone()).unwrap();
+        assert_eq!(m.shape(), &[2, 1, 2, 2, 3]);
+        assert_eq!(
+            mlx_shape("patch_embedding.weight", &[2, 3, 1, 2, 2]),
+            vec![2, 1, 2, 2, 3]
+        );
+        let v: Vec<f32> = m.contiguous().unwrap().as_slice().to_vec();
+        // m[o=1, 0, h=1, w=0, i=2] == w[1, 2, 0, 1, 0] = 1·12 + 2·4 + 1·2 = 22
+        assert_eq!(v[12 + 2 * 3 + 2], 22.0);
+        let back = to_pytorch_layout("patch_embedding.weight", m, &[2, 3, 1, 2, 2]).unwrap();
+        assert_eq!(
+            back.contiguous().unwrap().as_slice::<f32>(),
+            w.as_slice::<f32>()
+        );
+    }
+
+    #[test]
+    fn conv2d_weights_gammas_and_linears() {
+        let w = arange(&[4, 3, 3, 3]);
+        assert_eq!(
+            to_mlx_layout("resample.1.weight", w).unwrap().shape(),
+            &[4, 3, 3, 3]
+        );
+        assert_eq!(mlx_shape("x.weight", &[4, 2, 3, 5]), vec![4, 3, 5, 2]);
+        let g = arange(&[8, 1, 1, 1]);
+        assert_eq!(to_mlx_layout("head.0.gamma", g).unwrap().shape(), &[8]);
+        let l = arange(&[6, 5]);
+        assert_eq!(
+            to_mlx_layout("blocks.0.self_attn.q.weight", l)
+                .unwrap()
+                .shape(),
+            &[6, 5]
+        );
+        // biases and non-conv 4-D/5-D tensors that are not weights are left alone
+        assert_eq!(mlx_shape("x.bias", &[4]), vec![4]);
+    }
+}

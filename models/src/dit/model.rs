@@ -383,3 +383,133 @@ impl WanModel {
         self.unpatchify(&out, grid)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dit::ModelType;
+
+    fn tiny(in_dim: i32, out_dim: i32) -> WanConfig {
+        let mut c = WanConfig::t2v_a14b();
+        c.model_type = ModelType::T2v;
+        (
+            c.in_dim,
+            c.out_dim,
+            c.dim,
+            c.ffn_dim,
+            c.num_heads,
+            c.num_layers,
+            c.text_dim,
+        ) = (in_dim, out_dim, 24, 32, 2, 1, 8);
+        c
+    }
+
+    #[test]
+    fn unpatchify_inverts_patchify() {
+        let m = WanModel::new(tiny(5, 5)).unwrap();
+        let x = mlx_rs::random::normal::<f32>(
+            &[2, 5, 3, 4, 6],
+            None,
+            None,
+            &mlx_rs::random::key(1).unwrap(),
+        )
+        .unwrap();
+        let (tokens, grid) = m.patchify(&x).unwrap();
+        assert_eq!(grid, [3, 2, 3]);
+        assert_eq!(tokens.shape(), &[2, 18, 20]);
+        let back = m.unpatchify(&tokens, grid).unwrap();
+        let d = back
+            .subtract(&x)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(None)
+            .unwrap()
+            .item_cast::<f32>();
+        assert_eq!(d, 0.0);
+    }
+
+    #[test]
+    fn patch_tokens_are_fhw_row_major_with_channel_innermost() {
+        let m = WanModel::new(tiny(2, 2)).unwrap();
+        // x[c, f, h, w] = 1000c + 100f + 10h + w
+        let mut v = Vec::new();
+        for c in 0..2 {
+            for f in 0..1 {
+                for h in 0..2 {
+                    for w in 0..4 {
+                        v.push((1000 * c + 100 * f + 10 * h + w) as f32);
+                    }
+                }
+            }
+        }
+        let x = Array::from_slice(&v, &[1, 2, 1, 2, 4]);
+        let (t, _) = m.patchify(&x).unwrap();
+        let t: Vec<f32> = t.as_slice().to_vec();
+        // token 1 = patch (f0, h0, w1): pixels (0,2),(0,3),(1,2),(1,3) × channels 0,1
+        assert_eq!(&t[8..16], &[2., 1002., 3., 1003., 12., 1012., 13., 1013.]);
+    }
+
+    #[test]
+    fn bad_inputs_are_clear_errors() {
+        let m = WanModel::new(tiny(4, 4)).unwrap();
+        let t = Timesteps::PerSample(vec![500.0]);
+        let ctx = [mlx_rs::ops::zeros::<f32>(&[3, 8]).unwrap()];
+        let odd = mlx_rs::ops::zeros::<f32>(&[1, 4, 1, 3, 4]).unwrap();
+        let e = m
+            .forward(
+                &DitInput {
+                    x: &odd,
+                    t: &t,
+                    context: &ctx,
+                    y: None,
+                },
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not divisible by the patch size"),
+            "{e}"
+        );
+        let wrong_c = mlx_rs::ops::zeros::<f32>(&[1, 3, 1, 2, 2]).unwrap();
+        let e = m
+            .forward(
+                &DitInput {
+                    x: &wrong_c,
+                    t: &t,
+                    context: &ctx,
+                    y: None,
+                },
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("4 input channels"), "{e}");
+        let long = [mlx_rs::ops::zeros::<f32>(&[600, 8]).unwrap()];
+        let x = mlx_rs::ops::zeros::<f32>(&[1, 4, 1, 2, 2]).unwrap();
+        let e = m
+            .forward(
+                &DitInput {
+                    x: &x,
+                    t: &t,
+                    context: &long,
+                    y: None,
+                },
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("text_len"), "{e}");
+        let two = Timesteps::PerSample(vec![1.0, 2.0]);
+        let e = m
+            .forward(
+                &DitInput {
+                    x: &x,
+                    t: &two,
+                    context: &ctx,
+                    y: None,
+                },
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("timesteps"), "{e}");
+    }
+}

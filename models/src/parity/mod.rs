@@ -4,6 +4,7 @@
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
 mod t5;
+mod vae;
 
 use std::path::Path;
 
@@ -18,6 +19,8 @@ pub const SUPPORTED: &[&str] = &[
     "dit_i2v",
     "t5_encoder",
     "tokenizer",
+    "vae22",
+    "vae21",
 ];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
@@ -35,6 +38,8 @@ pub fn run_file(path: &Path) -> Result<Report> {
         c if c.starts_with("dit_") => dit::dit(&fx)?,
         "t5_encoder" => t5::t5_encoder(&fx)?,
         "tokenizer" => t5::tokenizer(&fx)?,
+        c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
+        c if c.starts_with("vae21") => vae::vae(&fx, crate::vae::VaeKind::Wan21)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",
