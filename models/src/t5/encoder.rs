@@ -277,8 +277,10 @@ impl T5Encoder {
             mlx_rs::ops::select(&keep, Array::from_f32(0.0), &neg)?.reshape(&[s[0], 1, 1, l])?;
         let buckets = relative_buckets(l, c.num_buckets, c.max_dist);
 
-        let emb = cast(&self.token_embedding.weight, Dtype::Float32)?;
-        let mut x = emb.take_axis(&ids, 0)?; // [B, L, dim]
+        // Gather the rows first, then cast: casting the whole table would materialise an
+        // f32 copy of umT5-XXL's 256k×4096 embedding (4.2 GB) when the weights are bf16.
+        let rows = self.token_embedding.weight.take_axis(&ids, 0)?; // [B, L, dim]
+        let mut x = cast(&rows, Dtype::Float32)?;
         if let Some(t) = trace.as_deref_mut() {
             t.insert("token_embedding".into(), x.clone());
             t.insert("rel_buckets".into(), buckets.clone());
