@@ -209,3 +209,55 @@ fn bf16_weights_stay_close_to_the_f32_reference() {
         c.line()
     );
 }
+
+#[test]
+fn cached_contexts_skip_the_encoder_and_match_it() {
+    use wan::t5::cache::{ContextCache, encode_with_cache};
+    let (Some((cfg, params)), Some(tok)) = (encoder_fixture(), tokenizer()) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("wan-t5-cache-it-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = ContextCache::new(&dir, 16);
+    let prompts = ["A red fox in the snow.", "blurry, low quality"];
+    let load = || TextEncoder::load(tok.clone(), cfg.clone(), &params, Dtype::Float32);
+
+    let mut loads = 0;
+    let first = encode_with_cache(Some(&cache), "tiny", &prompts, 512, Dtype::Float32, || {
+        loads += 1;
+        load()
+    })
+    .unwrap();
+    let second = encode_with_cache(Some(&cache), "tiny", &prompts, 512, Dtype::Float32, || {
+        loads += 1;
+        load()
+    })
+    .unwrap();
+    assert_eq!(loads, 1, "the second run must not load the encoder");
+    let direct = load().unwrap().encode(&prompts).unwrap();
+    for ((a, b), c) in first
+        .contexts
+        .iter()
+        .zip(&second.contexts)
+        .zip(&direct.contexts)
+    {
+        assert_eq!(a.shape(), c.shape());
+        assert_eq!(b.as_slice::<f32>(), c.as_slice::<f32>());
+    }
+    // Another checkpoint identity misses.
+    let mut other = 0;
+    encode_with_cache(
+        Some(&cache),
+        "other",
+        &prompts[..1],
+        512,
+        Dtype::Float32,
+        || {
+            other += 1;
+            load()
+        },
+    )
+    .unwrap();
+    assert_eq!(other, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,8 +14,10 @@ use mlx_rs::{Array, Dtype};
 
 use crate::checkpoint::safetensors::{SafeTensors, save};
 use crate::error::{Error, Result};
+use crate::t5::context::{Encoded, TextEncoder};
 
 const KEY_META: &str = "wan_t5_cache_key";
+const TRUNC_META: &str = "wan_t5_truncated";
 const EXT: &str = "t5ctx.safetensors";
 
 #[derive(Debug, Clone)]
@@ -75,13 +77,26 @@ impl ContextCache {
         text_len: usize,
         dtype: Dtype,
     ) -> Option<Array> {
+        self.get_entry(prompt, checkpoint, text_len, dtype)
+            .map(|(a, _)| a)
+    }
+
+    /// Context and the prompt's `truncated` flag.
+    pub fn get_entry(
+        &self,
+        prompt: &str,
+        checkpoint: &str,
+        text_len: usize,
+        dtype: Dtype,
+    ) -> Option<(Array, bool)> {
         let key = Self::key(prompt, checkpoint, text_len, dtype);
         let st = SafeTensors::open(self.path_for(&key)).ok()?;
         if st.metadata().get(KEY_META) != Some(&key) {
             return None;
         }
+        let truncated = st.metadata().get(TRUNC_META).is_some_and(|v| v == "true");
         let a = st.array("context").ok()?;
-        (a.ndim() == 2 && a.dtype() == Dtype::Float32).then_some(a)
+        (a.ndim() == 2 && a.dtype() == Dtype::Float32).then_some((a, truncated))
     }
 
     /// Store a context, then evict the oldest entries beyond `max_entries`.
@@ -92,6 +107,7 @@ impl ContextCache {
         text_len: usize,
         dtype: Dtype,
         context: &Array,
+        truncated: bool,
     ) -> Result<()> {
         if context.ndim() != 2 {
             return Err(Error::Input(format!(
@@ -102,7 +118,10 @@ impl ContextCache {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let key = Self::key(prompt, checkpoint, text_len, dtype);
         let tensors = BTreeMap::from([("context".to_string(), context.as_dtype(Dtype::Float32)?)]);
-        let meta = BTreeMap::from([(KEY_META.to_string(), key.clone())]);
+        let meta = BTreeMap::from([
+            (KEY_META.to_string(), key.clone()),
+            (TRUNC_META.to_string(), truncated.to_string()),
+        ]);
         save(&self.path_for(&key), &tensors, &meta)?;
         self.evict()
     }
@@ -132,6 +151,65 @@ impl ContextCache {
     }
 }
 
+/// Contexts of `prompts` for the encoder identified by `checkpoint` (see
+/// [`checkpoint_identity`]), from `cache` where present. `load` builds the encoder only
+/// when some prompt misses — a fully cached run never loads umT5 — and the encoder is
+/// dropped before returning. New contexts are stored (a failed store is not an error:
+/// the cache is an optimisation).
+pub fn encode_with_cache(
+    cache: Option<&ContextCache>,
+    checkpoint: &str,
+    prompts: &[&str],
+    text_len: usize,
+    dtype: Dtype,
+    load: impl FnOnce() -> Result<TextEncoder>,
+) -> Result<Encoded> {
+    let hits: Vec<Option<(Array, bool)>> = prompts
+        .iter()
+        .map(|p| cache.and_then(|c| c.get_entry(p, checkpoint, text_len, dtype)))
+        .collect();
+    let misses: Vec<&str> = prompts
+        .iter()
+        .zip(&hits)
+        .filter(|(_, h)| h.is_none())
+        .map(|(p, _)| *p)
+        .collect();
+    let mut fresh = if misses.is_empty() {
+        None
+    } else {
+        let te = load()?;
+        if te.tokenizer.text_len() != text_len {
+            return Err(Error::Config(format!(
+                "tokenizer text_len {} differs from the requested {text_len}",
+                te.tokenizer.text_len()
+            )));
+        }
+        let enc = te.encode(&misses)?;
+        if let Some(c) = cache {
+            for ((p, ctx), tr) in misses.iter().zip(&enc.contexts).zip(&enc.truncated) {
+                let _ = c.put(p, checkpoint, text_len, dtype, ctx, *tr);
+            }
+        }
+        Some(enc.contexts.into_iter().zip(enc.truncated))
+    };
+    let (mut contexts, mut truncated) = (Vec::new(), Vec::new());
+    for h in hits {
+        let (ctx, tr) = match h {
+            Some(hit) => hit,
+            None => fresh
+                .as_mut()
+                .and_then(Iterator::next)
+                .ok_or_else(|| Error::Input("encoder returned too few contexts".into()))?,
+        };
+        contexts.push(ctx);
+        truncated.push(tr);
+    }
+    Ok(Encoded {
+        contexts,
+        truncated,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,11 +227,15 @@ mod tests {
         let ctx = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
         assert!(cache.get("a cat", "ck1", 512, Dtype::Float32).is_none());
         cache
-            .put("a cat", "ck1", 512, Dtype::Float32, &ctx)
+            .put("a cat", "ck1", 512, Dtype::Float32, &ctx, true)
             .unwrap();
         let got = cache.get("a cat", "ck1", 512, Dtype::Float32).unwrap();
         assert_eq!(got.shape(), &[3, 2]);
         assert_eq!(got.as_slice::<f32>(), ctx.as_slice::<f32>());
+        let (_, truncated) = cache
+            .get_entry("a cat", "ck1", 512, Dtype::Float32)
+            .unwrap();
+        assert!(truncated);
         // Another checkpoint, text_len, dtype or prompt is a miss.
         assert!(cache.get("a cat", "ck2", 512, Dtype::Float32).is_none());
         assert!(cache.get("a cat", "ck1", 256, Dtype::Float32).is_none());
@@ -173,7 +255,9 @@ mod tests {
         let ctx = Array::from_slice(&[0.5f32; 4], &[2, 2]);
         // Distinct, explicit mtimes (oldest first) instead of waiting for the clock.
         for (i, p) in ["one", "two", "three"].iter().enumerate() {
-            cache.put(p, "ck", 512, Dtype::Float32, &ctx).unwrap();
+            cache
+                .put(p, "ck", 512, Dtype::Float32, &ctx, false)
+                .unwrap();
             let path = cache.path_for(&ContextCache::key(p, "ck", 512, Dtype::Float32));
             let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
             std::fs::File::options()
