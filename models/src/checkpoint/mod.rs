@@ -3,7 +3,19 @@
 //! Model code never reads files: it asks a [`TensorSource`] for tensors by official key.
 //! Layout changes (PyTorch channels-first conv weights → MLX channels-last) happen here,
 //! once, keyed by name and rank ([`to_mlx_layout`]).
+pub mod convert;
+pub mod folder;
+pub mod index;
+pub mod infer;
+pub mod inspect;
+pub mod pickle;
+pub mod pth;
 pub mod safetensors;
+
+pub use folder::{Checkpoint, Expert, FolderKind, open_source};
+pub use index::Shards;
+pub use infer::{T5Dims, VaeDims};
+pub use pth::PthFile;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -29,6 +41,12 @@ pub trait TensorSource {
     /// The tensor as stored (dtype and layout of the source).
     fn load_tensor(&self, name: &str) -> Result<Array>;
     fn layout(&self) -> Layout;
+    /// Stored element type, when known from the header (inspection, conversion).
+    fn tensor_dtype(&self, _name: &str) -> Option<safetensors::StDtype> {
+        None
+    }
+    /// Hint that `name` will not be read again (memory-mapped sources drop its pages).
+    fn release(&self, _name: &str) {}
 }
 
 /// In-memory tensors in official PyTorch layout (fixtures, tests).
@@ -46,6 +64,10 @@ impl TensorSource for BTreeMap<String, Array> {
     }
     fn layout(&self) -> Layout {
         Layout::PyTorch
+    }
+    fn tensor_dtype(&self, name: &str) -> Option<safetensors::StDtype> {
+        self.get(name)
+            .and_then(|a| safetensors::StDtype::from_mlx(a.dtype()))
     }
 }
 
@@ -168,6 +190,9 @@ pub fn load_strict<M: ModuleParameters + ?Sized>(
     for (internal, slot) in params.iter_mut() {
         let official = to_official(internal);
         let mut a = src.load_tensor(&official)?;
+        // The bytes were copied into `a`: let a memory-mapped source drop its pages so a
+        // loaded model is resident once, not twice.
+        src.release(&official);
         if src.layout() == Layout::PyTorch {
             a = to_mlx_layout(&official, a)?;
         }

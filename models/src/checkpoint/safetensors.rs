@@ -359,6 +359,14 @@ impl SafeTensors {
         Ok(&self.mmap[(off + t.start) as usize..(off + t.end) as usize])
     }
 
+    /// Release the resident pages of one tensor's bytes (see [`release_range`]).
+    pub fn release(&self, name: &str) {
+        if let Some(t) = self.info(name) {
+            let off = self.header.data_offset;
+            release_range(&self.mmap, (off + t.start) as usize, (off + t.end) as usize);
+        }
+    }
+
     /// Copy one tensor into an MLX array of its stored dtype.
     pub fn array(&self, name: &str) -> Result<Array> {
         let t = self
@@ -367,6 +375,25 @@ impl SafeTensors {
         let bytes = self.bytes(name)?;
         Ok(array_from_bytes(bytes, &t.shape, t.dtype))
     }
+}
+
+/// Drop the pages of `mmap[start..end]` from this process's resident set once their bytes
+/// were copied out (streaming conversion: otherwise a read-once 20 GB file shows up as
+/// 20 GB RSS). Only whole pages inside the range are released; best effort.
+pub fn release_range(mmap: &Mmap, start: usize, end: usize) {
+    // 16 KiB: the page size of Apple silicon, a multiple of 4 KiB pages elsewhere.
+    const PAGE: usize = 16 << 10;
+    let a = start.div_ceil(PAGE) * PAGE;
+    let b = end.min(mmap.len()) / PAGE * PAGE;
+    #[cfg(unix)]
+    if b > a {
+        // SAFETY: a read-only file mapping; dropped pages are re-read from the file if
+        // touched again, so every slice into the map keeps seeing the same bytes.
+        let _ =
+            unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
+    }
+    #[cfg(not(unix))]
+    let _ = (a, b);
 }
 
 /// Copy little-endian bytes into a new MLX array (MLX copies; no alignment needed).
