@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use mlx_rs::{Array, Dtype};
 
+use crate::checkpoint::TensorSource;
+use crate::checkpoint::pth::PthFile;
 use crate::error::{Error, Result};
 use crate::fixture::{Check, Fixture, compare, compare_exact};
 use crate::t5::context::{mask_lengths, trim_rows};
@@ -82,35 +84,50 @@ fn tokenizer_dir(fx: &Fixture) -> Result<PathBuf> {
     Ok(fx.dir().join(rel))
 }
 
-/// The tiny encoder the fixture used (`config.t5_checkpoint`, a bf16 `.pth`). Its tensors
-/// equal `param/*` of the sibling `t5_encoder.safetensors` rounded to bf16, so those are
-/// used, rounded the same way (the `.pth` reader lives in `checkpoint/`, on its own branch).
-fn tiny_encoder_weights(fx: &Fixture) -> Result<(T5Config, BTreeMap<String, Array>)> {
+/// Encoder config from `config.t5_dims` (umT5 defaults for what it does not record).
+fn dims_config(fx: &Fixture) -> Result<T5Config> {
+    let dims = fx.cfg("t5_dims")?;
+    let get = |k: &str| -> Result<i32> {
+        dims.get(k)
+            .and_then(|v| v.as_i64())
+            .map(|v| v as i32)
+            .ok_or_else(|| Error::format(&fx.path, format!("config.t5_dims has no `{k}`")))
+    };
+    let cfg = T5Config {
+        vocab: get("vocab")?,
+        dim: get("dim")?,
+        dim_attn: get("dim_attn")?,
+        dim_ffn: get("dim_ffn")?,
+        num_heads: get("num_heads")?,
+        num_layers: get("num_layers")?,
+        num_buckets: get("num_buckets")?,
+        ..T5Config::umt5_xxl()
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The tiny encoder the fixture used: `config.t5_checkpoint`, the official bf16 `.pth`
+/// (read by `checkpoint::pth`). When that folder is absent, `param/*` of the sibling
+/// `t5_encoder.safetensors` rounded to bf16 (the same tensors) stand in.
+fn tiny_encoder_weights(fx: &Fixture) -> Result<(T5Config, Box<dyn TensorSource>)> {
+    let cfg = dims_config(fx)?;
+    if let Some(rel) = fx.cfg("t5_checkpoint").ok().and_then(|v| v.as_str()) {
+        let path = fx.dir().join(rel);
+        if path.exists() {
+            return Ok((cfg, Box::new(PthFile::open(&path)?)));
+        }
+    }
     let path = fx.dir().join("t5_encoder.safetensors");
     if !path.exists() {
         return Err(Error::Missing(path));
     }
-    let src = Fixture::open(&path)?;
-    let cfg = encoder_config(&src)?;
-    let dims = fx.cfg("t5_dims")?;
-    for (k, v) in [
-        ("dim", cfg.dim),
-        ("vocab", cfg.vocab),
-        ("num_layers", cfg.num_layers),
-    ] {
-        if dims.get(k).and_then(|d| d.as_i64()) != Some(v as i64) {
-            return Err(Error::format(
-                &fx.path,
-                format!("t5_dims.{k} does not match {}", path.display()),
-            ));
-        }
-    }
-    let params = src
+    let params: BTreeMap<String, Array> = Fixture::open(&path)?
         .params()?
         .into_iter()
         .map(|(k, a)| Ok((k, a.as_dtype(Dtype::Bfloat16)?)))
         .collect::<Result<_>>()?;
-    Ok((cfg, params))
+    Ok((cfg, Box::new(params)))
 }
 
 pub fn tokenizer(fx: &Fixture) -> Result<Vec<Check>> {
@@ -170,7 +187,7 @@ pub fn tokenizer(fx: &Fixture) -> Result<Vec<Check>> {
         return Ok(checks);
     }
     let (cfg, params) = tiny_encoder_weights(fx)?;
-    let te = TextEncoder::load(tok, cfg, &params, Dtype::Float32)?;
+    let te = TextEncoder::load(tok, cfg, params.as_ref(), Dtype::Float32)?;
     let contexts = te.encode(&texts)?.contexts;
     for (i, ctx) in contexts.iter().enumerate() {
         let name = format!("output/t5_context_{i}");
