@@ -261,3 +261,36 @@ fn cached_contexts_skip_the_encoder_and_match_it() {
     assert_eq!(other, 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn official_checkpoint_folder_encodes_like_the_fixture() {
+    // Tokenizer + bf16 .pth of the tiny ti2v folder, dims inferred from the weights.
+    let (Some(dir), Some(fx_path)) = (
+        common::fixtures_dir(),
+        common::fixture("tokenizer.safetensors"),
+    ) else {
+        return;
+    };
+    let fx = Fixture::open(fx_path).unwrap();
+    let te = TextEncoder::from_checkpoint_dir(&dir.join("checkpoints/ti2v_tiny"), Dtype::Float32)
+        .unwrap();
+    assert_eq!(te.encoder.config.dim, 64);
+    assert_eq!(te.encoder.config.num_layers, 2);
+    let prompt = fx.cfg("prompts").unwrap()[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ctx = te.encode(&[&prompt]).unwrap().contexts.remove(0);
+    let c = wan::fixture::compare(
+        "t5_context_0",
+        &ctx,
+        &fx.get("output/t5_context_0").unwrap(),
+        1e-4,
+    )
+    .unwrap();
+    assert!(c.passed(), "{}", c.line());
+    // A folder without the encoder file is a clear error.
+    let err =
+        TextEncoder::from_checkpoint_dir(&dir.join("checkpoints"), Dtype::Float32).unwrap_err();
+    assert!(matches!(err.code(), "missing" | "io"), "{err}");
+}

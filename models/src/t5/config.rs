@@ -3,6 +3,7 @@
 //! Numbers only: the checkpoint and tokenizer paths live with the caller.
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::TensorSource;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +65,44 @@ impl T5Config {
         let (d, a, f) = (self.dim as u64, self.dim_attn as u64, self.dim_ffn as u64);
         let block = 2 * d + 4 * d * a + 3 * d * f + (self.num_buckets * self.num_heads) as u64;
         self.vocab as u64 * d + self.num_layers as u64 * block + d
+    }
+
+    /// Infer the dimensions from an encoder state_dict (official keys), e.g. a tiny test
+    /// checkpoint; `max_dist` and `eps` keep the umT5 values (they are not stored).
+    pub fn infer(src: &dyn TensorSource) -> Result<Self> {
+        let shape = |k: &str| -> Result<Vec<i32>> {
+            src.tensor_shape(k)
+                .filter(|s| s.len() == 2)
+                .ok_or_else(|| Error::Weights(vec![format!("missing 2-D `{k}`")]))
+        };
+        let emb = shape("token_embedding.weight")?; // [vocab, dim]
+        let q = shape("blocks.0.attn.q.weight")?; // [dim_attn, dim]
+        let fc1 = shape("blocks.0.ffn.fc1.weight")?; // [dim_ffn, dim]
+        let pos = shape("blocks.0.pos_embedding.embedding.weight")?; // [buckets, heads]
+        let num_layers = src
+            .tensor_names()
+            .iter()
+            .filter_map(|n| {
+                n.strip_prefix("blocks.")?
+                    .split('.')
+                    .next()?
+                    .parse::<i32>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |m| m + 1);
+        let cfg = Self {
+            vocab: emb[0],
+            dim: emb[1],
+            dim_attn: q[0],
+            dim_ffn: fc1[0],
+            num_heads: pos[1],
+            num_layers,
+            num_buckets: pos[0],
+            ..Self::umt5_xxl()
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<()> {

@@ -8,14 +8,21 @@
 //! [`TextEncoder::into_tokenizer`]) after encoding the prompt and the negative prompt to
 //! free its weights before the DiT loads; building it again is cheap (lazy placeholders,
 //! weights mapped from the checkpoint file).
+use std::path::Path;
+
 use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{Array, Dtype};
 
 use crate::checkpoint::TensorSource;
+use crate::checkpoint::pth::PthFile;
 use crate::error::{Error, Result};
 use crate::t5::config::T5Config;
 use crate::t5::encoder::{T5Encoder, Trace};
 use crate::t5::tokenizer::T5Tokenizer;
+
+/// Official file names inside a checkpoint folder (spec §1.2, every task).
+pub const T5_CHECKPOINT: &str = "models_t5_umt5-xxl-enc-bf16.pth";
+pub const TOKENIZER_SUBDIR: &str = "google/umt5-xxl";
 
 /// Contexts of a batch of prompts.
 #[derive(Debug)]
@@ -83,6 +90,18 @@ impl TextEncoder {
         }
         let encoder = T5Encoder::load(config, weights, dtype)?;
         Ok(Self { tokenizer, encoder })
+    }
+
+    /// From an official checkpoint folder: `google/umt5-xxl/tokenizer.json` and
+    /// `models_t5_umt5-xxl-enc-bf16.pth` (dimensions inferred from the weights).
+    pub fn from_checkpoint_dir(dir: &Path, dtype: Dtype) -> Result<Self> {
+        let tokenizer = T5Tokenizer::from_dir(&dir.join(TOKENIZER_SUBDIR))?;
+        let pth = dir.join(T5_CHECKPOINT);
+        if !pth.exists() {
+            return Err(Error::Missing(pth));
+        }
+        let src = PthFile::open(&pth)?;
+        Self::load(tokenizer, T5Config::infer(&src)?, &src, dtype)
     }
 
     /// Encode prompts (one batch) → trimmed contexts, evaluated.
