@@ -11,6 +11,7 @@ pub mod nn;
 pub mod parity;
 pub mod pipeline;
 pub mod t5;
+pub mod train;
 pub mod vae;
 
 pub use error::{Error, Result};

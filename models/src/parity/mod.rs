@@ -4,6 +4,7 @@
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
 mod t5;
+mod train;
 mod vae;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ pub const SUPPORTED: &[&str] = &[
     "tokenizer",
     "vae22",
     "vae21",
+    "train_dit",
 ];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
@@ -40,6 +42,7 @@ pub fn run_file(path: &Path) -> Result<Report> {
         "tokenizer" => t5::tokenizer(&fx)?,
         c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
         c if c.starts_with("vae21") => vae::vae(&fx, crate::vae::VaeKind::Wan21)?,
+        c if c.starts_with("train_dit") => train::train_dit(&fx)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",
