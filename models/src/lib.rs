@@ -12,6 +12,8 @@ pub mod nn;
 pub mod parity;
 pub mod pipeline;
 pub mod solvers;
+pub mod t5;
+pub mod train;
 pub mod vae;
 pub mod video;
 

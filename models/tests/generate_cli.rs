@@ -171,7 +171,6 @@ fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) {
 }
 
 #[test]
-#[ignore = "needs the checkpoint, T5 and VAE modules merged into `load`"]
 fn ti2v_text_to_video_writes_a_valid_mp4() {
     let Some(c) = ckpt("ti2v_tiny") else { return };
     generate_ok(
@@ -197,7 +196,6 @@ fn ti2v_text_to_video_writes_a_valid_mp4() {
 }
 
 #[test]
-#[ignore = "needs the checkpoint, T5 and VAE modules merged into `load`"]
 fn ti2v_image_to_video_writes_a_valid_mp4() {
     let Some(c) = ckpt("ti2v_tiny") else { return };
     let img = c.parent().unwrap().join("e2e_ti2v_i2v_image.png");
@@ -228,7 +226,6 @@ fn ti2v_image_to_video_writes_a_valid_mp4() {
 }
 
 #[test]
-#[ignore = "needs the checkpoint, T5 and VAE modules merged into `load`"]
 fn t2v_a14b_writes_a_valid_mp4() {
     let Some(c) = ckpt("t2v_a14b_tiny") else {
         return;
@@ -257,7 +254,6 @@ fn t2v_a14b_writes_a_valid_mp4() {
 
 /// Ctrl-C (SIGINT) during sampling: exit code 130 within about one step, nothing written.
 #[test]
-#[ignore = "needs the T5 module merged into `pipeline::load`"]
 fn sigint_cancels_within_a_step_and_leaves_no_file() {
     use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};

@@ -80,19 +80,16 @@ fn unbatched_cfg_equals_batched_and_cancel_stops_within_a_step() {
 }
 
 #[test]
-#[ignore = "needs the checkpoint, T5 and VAE modules merged into `pipeline::load`"]
 fn e2e_ti2v_t2v_matches_official() {
     common::assert_parity("e2e_ti2v_t2v.safetensors");
 }
 
 #[test]
-#[ignore = "needs the checkpoint, T5 and VAE modules merged into `pipeline::load`"]
 fn e2e_ti2v_i2v_matches_official() {
     common::assert_parity("e2e_ti2v_i2v.safetensors");
 }
 
 #[test]
-#[ignore = "needs the checkpoint, T5 and VAE modules merged into `pipeline::load`"]
 fn e2e_t2v_a14b_matches_official() {
     common::assert_parity("e2e_t2v_a14b.safetensors");
 }

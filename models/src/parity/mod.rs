@@ -6,6 +6,8 @@ mod dit;
 pub mod e2e;
 mod pipe;
 mod sched;
+mod t5;
+mod train;
 mod vae;
 
 use std::path::Path;
@@ -27,8 +29,11 @@ pub const SUPPORTED: &[&str] = &[
     "e2e_ti2v_t2v",
     "e2e_ti2v_i2v",
     "e2e_t2v_a14b",
+    "t5_encoder",
+    "tokenizer",
     "vae22",
     "vae21",
+    "train_dit",
 ];
 
 /// Run one fixture file. Unknown case kinds give [`Error::Unsupported`].
@@ -48,8 +53,11 @@ pub fn run_file(path: &Path) -> Result<Report> {
         "sched_dpmpp" => sched::sched(&fx, SolverKind::Dpmpp)?,
         c if c.starts_with("pipe_ti2v") => pipe::pipe_ti2v(&fx)?,
         c if c.starts_with("e2e_") => e2e::e2e(&fx)?,
+        "t5_encoder" => t5::t5_encoder(&fx)?,
+        "tokenizer" => t5::tokenizer(&fx)?,
         c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
         c if c.starts_with("vae21") => vae::vae(&fx, crate::vae::VaeKind::Wan21)?,
+        c if c.starts_with("train_dit") => train::train_dit(&fx)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "fixture case `{other}` (supported: {})",

@@ -97,11 +97,38 @@ fn load_dit(ck: &Checkpoint, expert: Expert, dtype: Dtype) -> Result<WanModel> {
     Ok(m)
 }
 
-/// The text encoder of a folder (tokenizer + umT5).
-fn text_encoder(_ck: &Checkpoint) -> Result<Box<dyn PromptEncoder>> {
-    Err(Error::Unsupported(
-        "the T5 text encoder is not merged yet".into(),
-    ))
+/// Tokenizer + umT5 of a folder as the pipelines' prompt encoder (float32 compute).
+struct T5Prompts(crate::t5::TextEncoder);
+
+impl PromptEncoder for T5Prompts {
+    fn encode(&mut self, prompt: &str) -> Result<mlx_rs::Array> {
+        let enc = self.0.encode(&[prompt])?;
+        if enc.truncated.first().copied().unwrap_or(false) {
+            eprintln!(
+                "warning: prompt longer than {} tokens; truncated",
+                self.0.tokenizer.text_len()
+            );
+        }
+        enc.contexts
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Input("text encoder returned no context".into()))
+    }
+
+    fn token_ids(&self, prompt: &str) -> Result<Option<Vec<i64>>> {
+        let t = self.0.tokenizer.encode(prompt)?;
+        Ok(Some(t.ids[..t.length].iter().map(|&v| v as i64).collect()))
+    }
+}
+
+/// The text encoder of a folder (tokenizer + umT5, official or converted layout).
+fn text_encoder(ck: &Checkpoint) -> Result<Box<dyn PromptEncoder>> {
+    let tok = crate::t5::T5Tokenizer::from_file(ck.tokenizer_path()?, crate::t5::TEXT_LEN)?;
+    // Official `.pth` or converted safetensors; dims inferred from the weights.
+    let src = ck.t5_source()?;
+    let config = crate::t5::T5Config::infer(src.as_ref())?;
+    let enc = crate::t5::TextEncoder::load(tok, config, src.as_ref(), Dtype::Float32)?;
+    Ok(Box::new(T5Prompts(enc)))
 }
 
 /// Load every model of `task` from `dir`.

@@ -1,0 +1,2 @@
+//! Training data sources. `synthetic`: procedurally generated clips (the from-scratch run).
+pub mod synthetic;

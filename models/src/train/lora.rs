@@ -1,0 +1,364 @@
+//! LoRA fine-tuning of a `WanModel` (PEFT semantics, as DiffSynth-Studio / musubi-tuner
+//! use for Wan, spec §10.2–10.3): for each target Linear `W [out, in]` two trainable
+//! matrices `A [r, in]` (PEFT init: U(±1/√in)) and `B [out, r]` (zeros), effective weight
+//! `W + (α/r)·B·A`. The base model is frozen; only A and B reach the optimizer.
+//!
+//! Training merges the adapters into the (frozen) base weights inside the differentiated
+//! function, so the DiT code needs no LoRA path and gradients flow to A and B only.
+//!
+//! File format (ComfyUI / diffusers "PEFT-style" Wan LoRA, loadable by community loaders):
+//! | tensor | shape |
+//! |---|---|
+//! | `diffusion_model.blocks.{N}.{target}.lora_A.weight` | `[r, in]` |
+//! | `diffusion_model.blocks.{N}.{target}.lora_B.weight` | `[out, r]` |
+//! | `diffusion_model.blocks.{N}.{target}.alpha` | `[]` (α; scale = α / r) |
+//!
+//! with `target` ∈ `self_attn.{q,k,v,o}`, `cross_attn.{q,k,v,o}`, `ffn.0`, `ffn.2` (official
+//! key names). [`merge_lora`] also reads kohya/musubi names
+//! (`lora_unet_blocks_{N}_{target with _}.lora_down.weight` / `.lora_up.weight` / `.alpha`)
+//! and files without the `diffusion_model.` prefix; a missing `alpha` means α = r.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mlx_rs::macros::ModuleParameters;
+use mlx_rs::module::{ModuleParameters as _, Param};
+use mlx_rs::{Array, Dtype};
+
+use crate::checkpoint::safetensors::{SafeTensors, save};
+use crate::dit::{Timesteps, WanConfig, WanModel};
+use crate::error::{Error, Result};
+use crate::nn::Linear;
+use crate::train::objective::Rng;
+use crate::train::trainer::FlowModel;
+
+/// Every Linear a LoRA can target inside a block (official key segments).
+pub const ALL_TARGETS: &[&str] = &[
+    "self_attn.q",
+    "self_attn.k",
+    "self_attn.v",
+    "self_attn.o",
+    "cross_attn.q",
+    "cross_attn.k",
+    "cross_attn.v",
+    "cross_attn.o",
+    "ffn.0",
+    "ffn.2",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    pub rank: i32,
+    pub alpha: f32,
+    /// Subset of [`ALL_TARGETS`].
+    pub targets: Vec<String>,
+}
+
+impl LoraConfig {
+    /// Rank `r`, α = r (PEFT default, scale 1), every target.
+    pub fn new(rank: i32) -> Self {
+        Self {
+            rank,
+            alpha: rank as f32,
+            targets: ALL_TARGETS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+    pub fn validate(&self) -> Result<()> {
+        if self.rank < 1 || !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(Error::Config(format!(
+                "LoRA rank {} / alpha {} must be positive",
+                self.rank, self.alpha
+            )));
+        }
+        if let Some(t) = self
+            .targets
+            .iter()
+            .find(|t| !ALL_TARGETS.contains(&t.as_str()))
+        {
+            return Err(Error::Config(format!(
+                "LoRA target `{t}` (known: {})",
+                ALL_TARGETS.join(", ")
+            )));
+        }
+        if self.targets.is_empty() {
+            return Err(Error::Config("LoRA needs at least one target".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The Linear of block `b` named by an official target segment.
+fn linear_mut<'m>(model: &'m mut WanModel, b: usize, target: &str) -> Result<&'m mut Linear> {
+    let n = model.blocks.len();
+    let block = model
+        .blocks
+        .get_mut(b)
+        .ok_or_else(|| Error::Input(format!("LoRA block {b}: the model has {n} blocks")))?;
+    Ok(match target {
+        "self_attn.q" => &mut block.self_attn.q,
+        "self_attn.k" => &mut block.self_attn.k,
+        "self_attn.v" => &mut block.self_attn.v,
+        "self_attn.o" => &mut block.self_attn.o,
+        "cross_attn.q" => &mut block.cross_attn.q,
+        "cross_attn.k" => &mut block.cross_attn.k,
+        "cross_attn.v" => &mut block.cross_attn.v,
+        "cross_attn.o" => &mut block.cross_attn.o,
+        "ffn.0" => &mut block.ffn.fc1,
+        "ffn.2" => &mut block.ffn.fc2,
+        other => return Err(Error::Input(format!("unknown LoRA target `{other}`"))),
+    })
+}
+
+#[derive(Debug, Clone, ModuleParameters)]
+pub struct LoraAdapter {
+    /// `[r, in]`
+    #[param]
+    pub lora_a: Param<Array>,
+    /// `[out, r]`
+    #[param]
+    pub lora_b: Param<Array>,
+}
+
+/// A frozen `WanModel` plus trainable adapters.
+#[derive(Debug, ModuleParameters)]
+pub struct LoraWan {
+    #[param]
+    pub base: WanModel,
+    #[param]
+    pub adapters: Vec<LoraAdapter>,
+    /// (block, target) of each adapter, parallel to `adapters`.
+    pub sites: Vec<(usize, String)>,
+    pub config: LoraConfig,
+    /// The original weight of each site (the base is overwritten by merged weights).
+    base_weights: Vec<Array>,
+}
+
+impl LoraWan {
+    /// Wrap `base` (frozen) with fresh adapters on every block × target.
+    pub fn new(mut base: WanModel, config: LoraConfig, rng: &mut Rng) -> Result<Self> {
+        config.validate()?;
+        let (mut adapters, mut sites, mut base_weights) = (Vec::new(), Vec::new(), Vec::new());
+        for b in 0..base.blocks.len() {
+            for t in &config.targets {
+                let lin = linear_mut(&mut base, b, t)?;
+                let (out, inp) = (lin.out_dim(), lin.in_dim());
+                let bound = 1.0 / (inp as f32).sqrt();
+                let a = mlx_rs::random::uniform::<_, f32>(
+                    -bound,
+                    bound,
+                    &[config.rank, inp][..],
+                    &rng.mlx_key()?,
+                )?;
+                adapters.push(LoraAdapter {
+                    lora_a: Param::new(a),
+                    lora_b: Param::new(mlx_rs::ops::zeros::<f32>(&[out, config.rank])?),
+                });
+                base_weights.push((*lin.weight).clone());
+                sites.push((b, t.clone()));
+            }
+        }
+        base.freeze_parameters(true);
+        Ok(Self {
+            base,
+            adapters,
+            sites,
+            config,
+            base_weights,
+        })
+    }
+
+    pub fn scale(&self) -> f32 {
+        self.config.alpha / self.config.rank as f32
+    }
+
+    /// Write `W + s·(α/r)·B·A` into every site (in the weight's dtype).
+    fn apply(&mut self, s: f32) -> Result<()> {
+        let k = Array::from_f32(s * self.scale());
+        for (i, (b, t)) in self.sites.iter().enumerate() {
+            let ad = &self.adapters[i];
+            let w0 = &self.base_weights[i];
+            let delta = ad.lora_b.matmul(&*ad.lora_a)?.multiply(&k)?;
+            let w = w0
+                .as_dtype(Dtype::Float32)?
+                .add(delta)?
+                .as_dtype(w0.dtype())?;
+            *linear_mut(&mut self.base, *b, t)?.weight = w;
+        }
+        Ok(())
+    }
+
+    /// The adapters as named tensors in the community format (see the module docs).
+    pub fn tensors(&self) -> BTreeMap<String, Array> {
+        let mut out = BTreeMap::new();
+        for (ad, (b, t)) in self.adapters.iter().zip(&self.sites) {
+            let p = format!("diffusion_model.blocks.{b}.{t}");
+            out.insert(format!("{p}.lora_A.weight"), (*ad.lora_a).clone());
+            out.insert(format!("{p}.lora_B.weight"), (*ad.lora_b).clone());
+            out.insert(format!("{p}.alpha"), Array::from_f32(self.config.alpha));
+        }
+        out
+    }
+
+    /// Save the adapters (atomic) with `rank`, `alpha`, `targets` as metadata.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let meta = BTreeMap::from([
+            ("format".to_string(), "wan-lora/peft".to_string()),
+            ("rank".to_string(), self.config.rank.to_string()),
+            ("alpha".to_string(), self.config.alpha.to_string()),
+            ("targets".to_string(), self.config.targets.join(",")),
+        ]);
+        save(path, &self.tensors(), &meta)
+    }
+
+    /// The base model with the adapters merged at `scale`.
+    pub fn into_merged(mut self, scale: f32) -> Result<WanModel> {
+        self.apply(scale)?;
+        self.base.unfreeze_parameters(true);
+        Ok(self.base)
+    }
+}
+
+impl FlowModel for LoraWan {
+    fn dit_config(&self) -> &WanConfig {
+        &self.base.config
+    }
+    fn predict(&mut self, x_t: &Array, t: &Timesteps, context: &[Array]) -> Result<Array> {
+        self.apply(1.0)?;
+        self.base.predict(x_t, t, context)
+    }
+}
+
+/// `(block, target, kind)` of a LoRA tensor name in either supported naming, where kind is
+/// `A`, `B` or `alpha`.
+fn parse_key(name: &str) -> Option<(usize, String, &'static str)> {
+    let n = name
+        .strip_prefix("diffusion_model.")
+        .or_else(|| name.strip_prefix("model.diffusion_model."))
+        .unwrap_or(name);
+    let (site, kind) = if let Some(s) = n.strip_suffix(".lora_A.weight") {
+        (s.to_string(), "A")
+    } else if let Some(s) = n.strip_suffix(".lora_B.weight") {
+        (s.to_string(), "B")
+    } else if let Some(s) = n.strip_suffix(".lora_down.weight") {
+        (s.to_string(), "A")
+    } else if let Some(s) = n.strip_suffix(".lora_up.weight") {
+        (s.to_string(), "B")
+    } else if let Some(s) = n.strip_suffix(".alpha") {
+        (s.to_string(), "alpha")
+    } else {
+        return None;
+    };
+    // kohya: lora_unet_blocks_3_self_attn_q → blocks.3.self_attn.q
+    let site = match site.strip_prefix("lora_unet_blocks_") {
+        Some(rest) => {
+            let (b, t) = rest.split_once('_')?;
+            let t = ALL_TARGETS
+                .iter()
+                .find(|k| k.replace('.', "_") == t)?
+                .to_string();
+            format!("blocks.{b}.{t}")
+        }
+        None => site,
+    };
+    let rest = site.strip_prefix("blocks.")?;
+    let (b, t) = rest.split_once('.')?;
+    let b = b.parse().ok()?;
+    ALL_TARGETS.contains(&t).then(|| (b, t.to_string(), kind))
+}
+
+/// Merge a LoRA file into `model` at `scale` (`W ← W + scale·(α/r)·B·A`), strictly: every
+/// tensor must name a known site with matching shapes, else nothing is changed and every
+/// problem is reported. Returns the number of merged sites. This is what
+/// `generate --lora FILE --lora_scale S` calls after loading the DiT (merge at load: no
+/// run-time cost).
+pub fn merge_lora(model: &mut WanModel, path: &Path, scale: f32) -> Result<usize> {
+    let st = SafeTensors::open(path)?;
+    type Site = (Option<Array>, Option<Array>, Option<f32>);
+    let mut sites: BTreeMap<(usize, String), Site> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for name in st.names() {
+        let Some((b, t, kind)) = parse_key(name) else {
+            problems.push(format!("`{name}` is not a LoRA tensor of a Wan block"));
+            continue;
+        };
+        let e = sites.entry((b, t)).or_default();
+        let a = st.array(name)?;
+        match kind {
+            "A" => e.0 = Some(a),
+            "B" => e.1 = Some(a),
+            _ => e.2 = Some(a.as_dtype(Dtype::Float32)?.item_cast::<f32>()),
+        }
+    }
+    let mut deltas = Vec::new();
+    for ((b, t), (a, bm, alpha)) in sites {
+        let site = format!("blocks.{b}.{t}");
+        let (Some(a), Some(bm)) = (a, bm) else {
+            problems.push(format!("{site}: needs both lora_A/down and lora_B/up"));
+            continue;
+        };
+        let lin = match linear_mut(model, b, &t) {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(format!("{site}: {e}"));
+                continue;
+            }
+        };
+        let (sa, sb) = (a.shape(), bm.shape());
+        let (out, inp) = (lin.out_dim(), lin.in_dim());
+        if sa.len() != 2 || sb.len() != 2 || sa[1] != inp || sb[0] != out || sa[0] != sb[1] {
+            problems.push(format!(
+                "{site}: A {sa:?} / B {sb:?} do not fit a [{out}, {inp}] weight"
+            ));
+            continue;
+        }
+        let rank = sa[0] as f32;
+        let k = scale * alpha.unwrap_or(rank) / rank;
+        let delta = bm
+            .as_dtype(Dtype::Float32)?
+            .matmul(a.as_dtype(Dtype::Float32)?)?
+            .multiply(Array::from_f32(k))?;
+        deltas.push((b, t, delta));
+    }
+    if !problems.is_empty() {
+        return Err(Error::Weights(problems));
+    }
+    let n = deltas.len();
+    for (b, t, delta) in deltas {
+        let lin = linear_mut(model, b, &t)?;
+        let dt = lin.weight.dtype();
+        let w = lin
+            .weight
+            .as_dtype(Dtype::Float32)?
+            .add(delta)?
+            .as_dtype(dt)?;
+        w.eval()?;
+        *lin.weight = w;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_parse_in_both_conventions() {
+        assert_eq!(
+            parse_key("diffusion_model.blocks.3.self_attn.q.lora_A.weight"),
+            Some((3, "self_attn.q".into(), "A"))
+        );
+        assert_eq!(
+            parse_key("blocks.0.ffn.2.lora_B.weight"),
+            Some((0, "ffn.2".into(), "B"))
+        );
+        assert_eq!(
+            parse_key("lora_unet_blocks_12_cross_attn_o.lora_up.weight"),
+            Some((12, "cross_attn.o".into(), "B"))
+        );
+        assert_eq!(
+            parse_key("lora_unet_blocks_1_ffn_0.alpha"),
+            Some((1, "ffn.0".into(), "alpha"))
+        );
+        assert_eq!(parse_key("diffusion_model.head.head.lora_A.weight"), None);
+        assert_eq!(parse_key("blocks.0.norm3.lora_A.weight"), None);
+    }
+}
