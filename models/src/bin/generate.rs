@@ -75,6 +75,12 @@ struct Args {
     /// Initial noise `[z, F', h, w]` from a safetensors file (tensor `noise`, or the only one).
     #[arg(long)]
     noise: Option<PathBuf>,
+    /// LoRA adapters (safetensors, PEFT/ComfyUI or kohya key names) merged into the DiT(s).
+    #[arg(long)]
+    lora: Option<PathBuf>,
+    /// Scale of the merged LoRA (0 = base model).
+    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    lora_scale: f32,
     /// Accept any size that is a multiple of the model's stride (tiny test checkpoints).
     #[arg(long)]
     any_size: bool,
@@ -260,6 +266,7 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         &LoadOptions {
             dtype,
             one_expert_at_a_time: args.low_memory,
+            lora: args.lora.clone().map(|p| (p, args.lora_scale)),
         },
     )?;
     let load_s = t_load.elapsed().as_secs_f64();
@@ -335,6 +342,8 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         "seed": params.seed,
         "dtype": args.dtype,
         "low_memory": args.low_memory,
+        "lora": args.lora.as_ref().map(|p| p.display().to_string()),
+        "lora_scale": args.lora.as_ref().map(|_| args.lora_scale),
         "noise_file": args.noise,
         "checkpoint": wan::pipeline::folder_identity(&args.ckpt_dir),
         "timesteps": record.timesteps,

@@ -15,12 +15,15 @@ use crate::error::{Error, Result};
 use crate::vae::preview::Previewer;
 
 /// Loading knobs (ours, in place of `--offload_model` / `--convert_model_dtype`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// DiT compute dtype (float32 on CPU; bf16 on Metal).
     pub dtype: Dtype,
     /// A14B: keep only the active expert resident.
     pub one_expert_at_a_time: bool,
+    /// A LoRA file (`train::lora` / community key names) merged into every DiT at load with
+    /// this scale, before the compute-dtype cast (the merge itself runs in float32).
+    pub lora: Option<(std::path::PathBuf, f32)>,
 }
 
 /// Loaded models of one task.
@@ -89,8 +92,20 @@ pub fn folder_identity(dir: &Path) -> Value {
     })
 }
 
-fn load_dit(ck: &Checkpoint, expert: Expert, dtype: Dtype) -> Result<WanModel> {
+fn load_dit(
+    ck: &Checkpoint,
+    expert: Expert,
+    dtype: Dtype,
+    lora: &Option<(std::path::PathBuf, f32)>,
+) -> Result<WanModel> {
     let mut m = ck.load_dit(expert)?;
+    if let Some((path, scale)) = lora {
+        let n = crate::train::lora::merge_lora(&mut m, path, *scale)?;
+        eprintln!(
+            "merged {n} LoRA adapter(s) from {} at scale {scale}",
+            path.display()
+        );
+    }
     if dtype != Dtype::Float32 {
         m.set_compute_dtype(dtype)?;
     }
@@ -151,15 +166,16 @@ pub fn load_models(
         previewer: Previewer::load_beside(dir)?,
     });
     let dtype = opts.dtype;
+    let lora = opts.lora.clone();
     let experts = match task.config().boundary {
-        None => Experts::Single(Box::new(load_dit(ck, Expert::Main, dtype)?)),
+        None => Experts::Single(Box::new(load_dit(ck, Expert::Main, dtype, &lora)?)),
         Some(b) => {
             let slot = |e: Expert| -> Result<ExpertSlot> {
                 if opts.one_expert_at_a_time {
-                    let ck = ck.clone();
-                    Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype)))
+                    let (ck, lora) = (ck.clone(), lora.clone());
+                    Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype, &lora)))
                 } else {
-                    Ok(ExpertSlot::loaded(load_dit(ck, e, dtype)?))
+                    Ok(ExpertSlot::loaded(load_dit(ck, e, dtype, &lora)?))
                 }
             };
             Experts::Pair {
