@@ -2,6 +2,7 @@
 //!
 //! Data flow: prompt → `t5` → context → `pipeline` (solver loop, CFG, experts) driving
 //! `dit::WanModel` → latents → `vae` decode → frames → `video` (mp4).
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod dit;
@@ -10,7 +11,10 @@ pub mod fixture;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;
+pub mod solvers;
+pub mod t5;
 pub mod train;
 pub mod vae;
+pub mod video;
 
 pub use error::{Error, Result};

@@ -3,6 +3,10 @@
 //! intermediate. Nothing about a particular fixture (sizes, seeds, layer or shard counts)
 //! is hard-coded: a file of a known `case` kind with other dimensions works the same.
 mod dit;
+pub mod e2e;
+mod pipe;
+mod sched;
+mod t5;
 mod train;
 mod vae;
 
@@ -10,6 +14,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fixture::{Fixture, Report};
+use crate::pipeline::SolverKind;
 
 /// Case kinds this build knows (metadata `case`, or a prefix of it).
 pub const SUPPORTED: &[&str] = &[
@@ -17,6 +22,15 @@ pub const SUPPORTED: &[&str] = &[
     "dit_ti2v",
     "dit_t2v",
     "dit_i2v",
+    "sched_unipc",
+    "sched_dpmpp",
+    "pipe_ti2v",
+    "pipe_ti2v_t2v",
+    "e2e_ti2v_t2v",
+    "e2e_ti2v_i2v",
+    "e2e_t2v_a14b",
+    "t5_encoder",
+    "tokenizer",
     "vae22",
     "vae21",
     "train_dit",
@@ -35,6 +49,12 @@ pub fn run_file(path: &Path) -> Result<Report> {
     let checks = match case.as_str() {
         "rope_and_time" => dit::rope_and_time(&fx)?,
         c if c.starts_with("dit_") => dit::dit(&fx)?,
+        "sched_unipc" => sched::sched(&fx, SolverKind::Unipc)?,
+        "sched_dpmpp" => sched::sched(&fx, SolverKind::Dpmpp)?,
+        c if c.starts_with("pipe_ti2v") => pipe::pipe_ti2v(&fx)?,
+        c if c.starts_with("e2e_") => e2e::e2e(&fx)?,
+        "t5_encoder" => t5::t5_encoder(&fx)?,
+        "tokenizer" => t5::tokenizer(&fx)?,
         c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
         c if c.starts_with("vae21") => vae::vae(&fx, crate::vae::VaeKind::Wan21)?,
         c if c.starts_with("train_dit") => train::train_dit(&fx)?,

@@ -1,4 +1,14 @@
 //! Generation pipelines (the only place that knows the order of things).
 pub mod api;
+pub mod denoise;
+pub mod experts;
 
 pub use api::{CancelToken, Event, GenerateParams, Preview, SolverKind, Stage, Timings, Video};
+pub use denoise::{DenoiseSpec, Denoised, StepInfo, StepTrace, denoise};
+pub use experts::{ExpertSlot, Experts};
+pub mod run;
+pub use run::{Components, LatentVae, PromptEncoder, RunOptions, RunRecord, run, seeded_noise};
+pub mod load;
+pub use load::{LoadOptions, Loaded, check_folder, folder_identity, load, load_models};
+pub mod vae_glue;
+pub use vae_glue::VaeComponent;

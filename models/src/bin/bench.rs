@@ -1,0 +1,140 @@
+//! `bench`: per-step DiT time (median of N after warm-up), peak memory, and — when a
+//! checkpoint folder and the VAE / T5 modules are available — VAE decode and text-encode
+//! times, for a task / size / frames / dtype. Without `--ckpt_dir` the full-size official
+//! architecture (or `--layers K` of it) is built with random weights. Prints JSON.
+use anyhow::{Result, bail};
+use clap::Parser;
+use mlx_rs::Dtype;
+use serde_json::json;
+use wan::checkpoint::Expert;
+use wan::config::{Task, parse_size};
+use wan::dit::WanConfig;
+
+#[derive(Parser, Debug)]
+#[command(version, about, rename_all = "snake_case")]
+struct Args {
+    #[arg(long, default_value = "ti2v-5B")]
+    task: String,
+    /// `W*H` (any multiple of the task's stride).
+    #[arg(long, default_value = "1280*704")]
+    size: String,
+    #[arg(long, default_value_t = 121)]
+    frame_num: i32,
+    /// f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Keep only the first K transformer blocks of the full-size architecture.
+    #[arg(long)]
+    layers: Option<i32>,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Prompt length in tokens for the context (≤ text_len).
+    #[arg(long, default_value_t = 512)]
+    text_tokens: i32,
+    /// Time one pass instead of the batched cond + uncond.
+    #[arg(long)]
+    no_cfg: bool,
+    /// A checkpoint folder (its DiT — the high-noise expert for A14B — and VAE); without
+    /// it, random weights.
+    #[arg(long)]
+    ckpt_dir: Option<std::path::PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let task = Task::parse(&a.task)?;
+    let cfg = task.config();
+    let (w, h) = parse_size(&a.size)?;
+    cfg.check_size(w, h)?;
+    let f_lat = cfg.latent_frames(a.frame_num)?;
+    let dtype = match a.dtype.as_str() {
+        "f32" | "float32" => Dtype::Float32,
+        "bf16" | "bfloat16" => Dtype::Bfloat16,
+        d => bail!(wan::Error::Input(format!(
+            "--dtype must be f32 or bf16, got `{d}`"
+        ))),
+    };
+    if a.steps == 0 {
+        bail!(wan::Error::Input("--steps must be at least 1".into()));
+    }
+    if let Some(l) = a.layers
+        && l < 1
+    {
+        bail!(wan::Error::Input("--layers must be at least 1".into()));
+    }
+    let arch = match task {
+        Task::Ti2v5B => WanConfig::ti2v_5b(),
+        Task::T2vA14B => WanConfig::t2v_a14b(),
+        Task::I2vA14B => WanConfig::i2v_a14b(),
+    };
+    let [_, sh, sw] = cfg.vae_stride;
+    let latent = [cfg.z_dim, f_lat, h / sh, w / sw];
+
+    mlx_rs::memory::reset_peak_memory()?;
+    let t0 = std::time::Instant::now();
+    let ck = match &a.ckpt_dir {
+        Some(d) => Some(wan::pipeline::check_folder(d, task)?),
+        None => None,
+    };
+    let model = match &ck {
+        Some(ck) => {
+            let expert = if cfg.boundary.is_some() {
+                Expert::HighNoise
+            } else {
+                Expert::Main
+            };
+            let mut m = ck.load_dit(expert)?;
+            m.set_compute_dtype(dtype)?;
+            m
+        }
+        None => wan::bench::random_dit(arch, a.layers, dtype)?,
+    };
+    let build_s = t0.elapsed().as_secs_f64();
+    let (_, weights_bytes) = wan::bench::memory();
+    mlx_rs::memory::reset_peak_memory()?;
+    let timing =
+        wan::bench::time_dit_steps(&model, latent, a.text_tokens, !a.no_cfg, a.warmup, a.steps)?;
+    let (peak, active) = wan::bench::memory();
+    // VAE decode of a random latent of the same shape (checkpoint folders only).
+    let vae_decode_s = match &ck {
+        Some(ck) => {
+            let vae = ck.load_vae()?;
+            let key = mlx_rs::random::key(3)?;
+            let z = mlx_rs::random::normal::<f32>(&latent, None, None, &key)?;
+            let t = std::time::Instant::now();
+            let v = vae.decode_auto(&z, None, Default::default())?;
+            v.eval()?;
+            Some(t.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
+    let c = &model.config;
+    let out = json!({
+        "task": task.name(),
+        "size": [w, h],
+        "frame_num": a.frame_num,
+        "latent": latent,
+        "dtype": a.dtype,
+        "layers": c.num_layers,
+        "full_layers": match task { Task::Ti2v5B => 30, _ => 40 },
+        "dim": c.dim,
+        "params": model.num_params(),
+        "weights": if ck.is_some() { "checkpoint" } else { "random" },
+        "build_s": build_s,
+        "dit_step": timing,
+        "memory": {
+            "weights_bytes": weights_bytes,
+            "peak_bytes_during_steps": peak,
+            "active_bytes_after": active,
+        },
+        "vae_decode_s": vae_decode_s,
+        "text_encode_s": null,
+        "notes": "vae_decode_s needs --ckpt_dir; text_encode_s needs the T5 module",
+        "device": if cfg!(target_os = "macos") { "metal" } else { "cpu" },
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! `generate`: the official `generate.py` for ti2v-5B, t2v-A14B and i2v-A14B on MLX.
+//! Flags mirror the official ones (`--task --size --frame_num --ckpt_dir --prompt --image
+//! --base_seed --sample_solver --sample_steps --sample_shift --sample_guide_scale
+//! --save_file`), plus `--negative_prompt`, `--dtype`, `--low_memory` (in place of
+//! `--offload_model` / `--t5_cpu` / `--convert_model_dtype`), `--frames_dir`, `--noise`.
+//! Writes an H.264 mp4 and a JSON sidecar (`<file>.json`) atomically; Ctrl-C cancels
+//! within one step and leaves no output.
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use mlx_rs::Dtype;
+use serde_json::json;
+use wan::config::{KNOWN_SIZES, Task, parse_size};
+use wan::pipeline::{
+    CancelToken, Components, Event, GenerateParams, LoadOptions, RunOptions, SolverKind, Stage,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Generate a video with Wan2.2 (MLX)",
+    rename_all = "snake_case"
+)]
+struct Args {
+    /// ti2v-5B, t2v-A14B or i2v-A14B.
+    #[arg(long, default_value = "t2v-A14B")]
+    task: String,
+    /// Output size `W*H` (with an image only the area is used, as officially).
+    #[arg(long)]
+    size: Option<String>,
+    /// Frames (4n+1); default from the task config (121 for ti2v-5B, 81 for A14B).
+    #[arg(long)]
+    frame_num: Option<i32>,
+    /// Checkpoint folder (official layout or converted).
+    #[arg(long)]
+    ckpt_dir: PathBuf,
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// Negative prompt; default: the official default negative prompt.
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Conditioning image (ti2v-5B image→video, i2v-A14B).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Noise seed; −1 picks a random one (recorded in the sidecar).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    base_seed: i64,
+    /// unipc (default), dpm++ or euler.
+    #[arg(long, default_value = "unipc")]
+    sample_solver: String,
+    #[arg(long)]
+    sample_steps: Option<usize>,
+    #[arg(long)]
+    sample_shift: Option<f64>,
+    /// One value replaces both A14B expert scales (official behaviour).
+    #[arg(long)]
+    sample_guide_scale: Option<f32>,
+    /// Output mp4 (default: the official auto name in the current folder).
+    #[arg(long)]
+    save_file: Option<PathBuf>,
+    /// Also write every frame as PNG into this folder.
+    #[arg(long)]
+    frames_dir: Option<PathBuf>,
+    /// DiT compute dtype: f32 (CPU) or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Keep only the active A14B expert in memory.
+    #[arg(long)]
+    low_memory: bool,
+    /// Initial noise `[z, F', h, w]` from a safetensors file (tensor `noise`, or the only one).
+    #[arg(long)]
+    noise: Option<PathBuf>,
+    /// LoRA adapters (safetensors, PEFT/ComfyUI or kohya key names) merged into the DiT(s).
+    #[arg(long)]
+    lora: Option<PathBuf>,
+    /// Scale of the merged LoRA (0 = base model).
+    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    lora_scale: f32,
+    /// Accept any size that is a multiple of the model's stride (tiny test checkpoints).
+    #[arg(long)]
+    any_size: bool,
+}
+
+/// Every check that needs no model: the parameters of the clip.
+fn params_from(args: &Args) -> Result<GenerateParams> {
+    let task = Task::parse(&args.task)?;
+    let cfg = task.config();
+    let size = match &args.size {
+        Some(s) => parse_size(s)?,
+        None => cfg.supported_sizes[0],
+    };
+    if !args.any_size && !cfg.supported_sizes.contains(&size) {
+        let known: Vec<String> = cfg
+            .supported_sizes
+            .iter()
+            .map(|(w, h)| format!("{w}*{h}"))
+            .collect();
+        bail!(wan::Error::Input(format!(
+            "size {}*{} is not supported for {} (supported: {}{})",
+            size.0,
+            size.1,
+            task.name(),
+            known.join(", "),
+            if KNOWN_SIZES.contains(&size) {
+                ""
+            } else {
+                "; use --any_size for other multiples of the stride"
+            }
+        )));
+    }
+    if args.image.is_none() || task == Task::T2vA14B {
+        cfg.check_size(size.0, size.1)?;
+    }
+    let frame_num = args.frame_num.unwrap_or(cfg.frame_num);
+    cfg.latent_frames(frame_num)?;
+    let solver = SolverKind::parse(&args.sample_solver)?;
+    let steps = args.sample_steps.unwrap_or(cfg.sample_steps);
+    if steps == 0 {
+        bail!(wan::Error::Input(
+            "--sample_steps must be at least 1".into()
+        ));
+    }
+    let shift = args.sample_shift.unwrap_or(cfg.sample_shift);
+    if !(shift.is_finite() && shift > 0.0) {
+        bail!(wan::Error::Input("--sample_shift must be positive".into()));
+    }
+    let guide = match args.sample_guide_scale {
+        Some(g) if g.is_finite() => (g, g),
+        Some(_) => bail!(wan::Error::Input(
+            "--sample_guide_scale must be a number".into()
+        )),
+        None => cfg.guide_scale,
+    };
+    match (task, &args.image) {
+        (Task::I2vA14B, None) => bail!(wan::Error::Input("i2v-A14B needs --image".into())),
+        (Task::T2vA14B, Some(_)) => bail!(wan::Error::Input(
+            "t2v-A14B takes no --image (use i2v-A14B or ti2v-5B)".into()
+        )),
+        (_, Some(p)) => {
+            // Fail now, not after loading the models.
+            wan::video::load_rgb(p)?;
+        }
+        _ => {}
+    }
+    let seed = if args.base_seed >= 0 {
+        args.base_seed as u64
+    } else {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(Instant::now()) & (i64::MAX as u64)
+    };
+    Ok(GenerateParams {
+        task,
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        size,
+        frame_num,
+        sample_steps: steps,
+        sample_shift: shift,
+        guide_scale: guide,
+        solver,
+        seed,
+        image: args.image.clone(),
+    })
+}
+
+/// Official auto name: `{task}_{size}_1_{prompt[:50]}_{YYYYmmdd_HHMMSS}.mp4` (UTC here).
+fn auto_name(p: &GenerateParams) -> PathBuf {
+    let prompt: String = p
+        .prompt
+        .chars()
+        .take(50)
+        .map(|c| if c == ' ' || c == '/' { '_' } else { c })
+        .collect();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    PathBuf::from(format!(
+        "{}_{}*{}_1_{}_{:04}{:02}{:02}_{:02}{:02}{:02}.mp4",
+        p.task.name(),
+        p.size.0,
+        p.size.1,
+        prompt,
+        y,
+        m,
+        d,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}
+
+/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn load_noise(path: &Path) -> Result<mlx_rs::Array> {
+    let st = wan::checkpoint::safetensors::SafeTensors::open(path)?;
+    let names: Vec<&str> = st.names().collect();
+    let name = if names.contains(&"noise") {
+        "noise"
+    } else if names.contains(&"input/noise") {
+        "input/noise"
+    } else if names.len() == 1 {
+        names[0]
+    } else {
+        bail!(wan::Error::format(
+            path,
+            "expected a tensor named `noise` (or a single tensor)"
+        ))
+    };
+    Ok(st.array(name)?)
+}
+
+fn write_sidecar(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = wan::video::mp4::tmp_sibling(path);
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn run(args: Args, cancel: &CancelToken) -> Result<()> {
+    let params = params_from(&args)?;
+    let dtype = match args.dtype.as_str() {
+        "f32" | "float32" => Dtype::Float32,
+        "bf16" | "bfloat16" => Dtype::Bfloat16,
+        d => bail!(wan::Error::Input(format!(
+            "--dtype must be f32 or bf16, got `{d}`"
+        ))),
+    };
+    wan::pipeline::check_folder(&args.ckpt_dir, params.task)?;
+    let noise = args.noise.as_deref().map(load_noise).transpose()?;
+    let save = args.save_file.clone().unwrap_or_else(|| auto_name(&params));
+    if let Some(dir) = save.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        bail!(wan::Error::Missing(dir.to_path_buf()));
+    }
+
+    let t_load = Instant::now();
+    eprintln!(
+        "loading {} from {}",
+        params.task.name(),
+        args.ckpt_dir.display()
+    );
+    let mut loaded = wan::pipeline::load(
+        &args.ckpt_dir,
+        params.task,
+        &LoadOptions {
+            dtype,
+            one_expert_at_a_time: args.low_memory,
+            lora: args.lora.clone().map(|p| (p, args.lora_scale)),
+        },
+    )?;
+    let load_s = t_load.elapsed().as_secs_f64();
+
+    let bar = ProgressBar::new(params.sample_steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>9} [{bar:30}] {pos}/{len} step {per_step} elapsed {elapsed} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "per_step",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.2}s", s.per_sec().recip());
+            },
+        ),
+    );
+    // Without a terminal (logs, tests) print one plain line per event instead of the bar.
+    let plain = !std::io::stderr().is_terminal();
+    if plain {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut on_event = |e: Event| match e {
+        Event::Stage(s) if plain => eprintln!("stage {s:?}"),
+        Event::Stage(Stage::Denoise) => bar.set_message("denoise"),
+        Event::Stage(s) => bar.println(format!("stage: {s:?}")),
+        Event::Step {
+            step,
+            total,
+            timestep,
+            elapsed,
+            ..
+        } => {
+            bar.set_position(step as u64);
+            bar.set_message(format!("t={timestep}"));
+            if plain {
+                let per = elapsed.as_secs_f64() / step as f64;
+                eprintln!(
+                    "step {step}/{total} t={timestep} {per:.2}s/step eta {:.1}s",
+                    per * (total - step) as f64
+                );
+            }
+        }
+        Event::Decode { done, total } => {
+            bar.set_message(format!("vae {done}/{total}"));
+            if plain {
+                eprintln!("decode {done}/{total}");
+            }
+        }
+    };
+    let mut comps = Components {
+        text: loaded.text.as_mut(),
+        vae: loaded.vae.as_ref(),
+        experts: &mut loaded.experts,
+    };
+    let mut opts = RunOptions::new();
+    opts.noise = noise;
+    let (video, record) =
+        wan::pipeline::run(&mut comps, &params, opts, &mut on_event, cancel, None)?;
+    bar.finish_and_clear();
+    cancel.check()?;
+
+    let frames = wan::video::frames_from_video(&video.frames)?;
+    wan::video::write_mp4(&save, &frames, video.fps)?;
+    if let Some(dir) = &args.frames_dir {
+        wan::video::write_png_frames(dir, &frames)?;
+    }
+    let mut timings = serde_json::to_value(&video.timings)?;
+    timings["load_s"] = json!(load_s);
+    let side = json!({
+        "generator": format!("wan-studio generate {}", env!("CARGO_PKG_VERSION")),
+        "params": params,
+        "seed": params.seed,
+        "dtype": args.dtype,
+        "low_memory": args.low_memory,
+        "lora": args.lora.as_ref().map(|p| p.display().to_string()),
+        "lora_scale": args.lora.as_ref().map(|_| args.lora_scale),
+        "noise_file": args.noise,
+        "checkpoint": wan::pipeline::folder_identity(&args.ckpt_dir),
+        "timesteps": record.timesteps,
+        "output": {"file": save, "fps": video.fps, "width": frames.width,
+                   "height": frames.height, "frames": frames.frames.len()},
+        "timings": timings,
+        "rng_note": "noise from mlx random.normal with key(seed); differs from torch CUDA randn",
+    });
+    let mut side_path = save.clone().into_os_string();
+    side_path.push(".json");
+    write_sidecar(Path::new(&side_path), &side)?;
+    println!("{}", save.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cancel = CancelToken::new();
+    let c = cancel.clone();
+    if let Err(e) = ctrlc::set_handler(move || c.cancel()) {
+        eprintln!("warning: cannot install the Ctrl-C handler: {e}");
+    }
+    match run(args, &cancel) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<wan::Error>()
+                .map(|w| w.code())
+                .unwrap_or("error");
+            eprintln!("error [{code}]: {e:#}");
+            if code == "cancelled" {
+                ExitCode::from(130)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

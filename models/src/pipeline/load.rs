@@ -1,0 +1,190 @@
+//! From a checkpoint folder to [`Components`](super::run::Components): which files a task
+//! needs (official layouts, spec §7.1), their identity for the JSON sidecar, and loading.
+use std::path::Path;
+
+use mlx_rs::Dtype;
+use serde_json::{Value, json};
+
+use super::experts::{ExpertSlot, Experts};
+use super::run::{LatentVae, PromptEncoder};
+use super::vae_glue::VaeComponent;
+use crate::checkpoint::folder::{Checkpoint, Expert};
+use crate::config::Task;
+use crate::dit::WanModel;
+use crate::error::{Error, Result};
+use crate::vae::preview::Previewer;
+
+/// Loading knobs (ours, in place of `--offload_model` / `--convert_model_dtype`).
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// DiT compute dtype (float32 on CPU; bf16 on Metal).
+    pub dtype: Dtype,
+    /// A14B: keep only the active expert resident.
+    pub one_expert_at_a_time: bool,
+    /// A LoRA file (`train::lora` / community key names) merged into every DiT at load with
+    /// this scale, before the compute-dtype cast (the merge itself runs in float32).
+    pub lora: Option<(std::path::PathBuf, f32)>,
+}
+
+/// Loaded models of one task.
+pub struct Loaded {
+    pub text: Box<dyn PromptEncoder>,
+    pub vae: Box<dyn LatentVae>,
+    pub experts: Experts,
+}
+
+/// Open a folder (official or converted layout) and check it fits `task` before anything
+/// heavy is read: the DiT kind(s), T5, tokenizer and VAE must all be there.
+pub fn check_folder(dir: &Path, task: Task) -> Result<Checkpoint> {
+    let ck = Checkpoint::open(dir)?;
+    let found = ck.task()?;
+    if found != task {
+        return Err(Error::Input(format!(
+            "{} holds a {} checkpoint, but --task is {} (wrong --ckpt_dir or --task?)",
+            dir.display(),
+            found.name(),
+            task.name()
+        )));
+    }
+    ck.t5_source()?;
+    ck.tokenizer_path()?;
+    let vae = ck.vae_config()?;
+    if vae.kind != task.config().vae {
+        return Err(Error::Input(format!(
+            "{}: the VAE is {:?}, {} needs {:?}",
+            dir.display(),
+            vae.kind,
+            task.name(),
+            task.config().vae
+        )));
+    }
+    Ok(ck)
+}
+
+/// Identity of a folder for the sidecar: canonical path and every file's size and mtime.
+pub fn folder_identity(dir: &Path) -> Value {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(p);
+            } else {
+                let mtime = md
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs());
+                let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                files.push(json!({"file": rel, "bytes": md.len(), "mtime": mtime}));
+            }
+        }
+    }
+    files.sort_by(|a, b| a["file"].as_str().cmp(&b["file"].as_str()));
+    json!({
+        "dir": std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        "files": files,
+    })
+}
+
+fn load_dit(
+    ck: &Checkpoint,
+    expert: Expert,
+    dtype: Dtype,
+    lora: &Option<(std::path::PathBuf, f32)>,
+) -> Result<WanModel> {
+    let mut m = ck.load_dit(expert)?;
+    if let Some((path, scale)) = lora {
+        let n = crate::train::lora::merge_lora(&mut m, path, *scale)?;
+        eprintln!(
+            "merged {n} LoRA adapter(s) from {} at scale {scale}",
+            path.display()
+        );
+    }
+    if dtype != Dtype::Float32 {
+        m.set_compute_dtype(dtype)?;
+    }
+    Ok(m)
+}
+
+/// Tokenizer + umT5 of a folder as the pipelines' prompt encoder (float32 compute).
+struct T5Prompts(crate::t5::TextEncoder);
+
+impl PromptEncoder for T5Prompts {
+    fn encode(&mut self, prompt: &str) -> Result<mlx_rs::Array> {
+        let enc = self.0.encode(&[prompt])?;
+        if enc.truncated.first().copied().unwrap_or(false) {
+            eprintln!(
+                "warning: prompt longer than {} tokens; truncated",
+                self.0.tokenizer.text_len()
+            );
+        }
+        enc.contexts
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Input("text encoder returned no context".into()))
+    }
+
+    fn token_ids(&self, prompt: &str) -> Result<Option<Vec<i64>>> {
+        let t = self.0.tokenizer.encode(prompt)?;
+        Ok(Some(t.ids[..t.length].iter().map(|&v| v as i64).collect()))
+    }
+}
+
+/// The text encoder of a folder (tokenizer + umT5, official or converted layout).
+fn text_encoder(ck: &Checkpoint) -> Result<Box<dyn PromptEncoder>> {
+    let tok = crate::t5::T5Tokenizer::from_file(ck.tokenizer_path()?, crate::t5::TEXT_LEN)?;
+    // Official `.pth` or converted safetensors; dims inferred from the weights.
+    let src = ck.t5_source()?;
+    let config = crate::t5::T5Config::infer(src.as_ref())?;
+    let enc = crate::t5::TextEncoder::load(tok, config, src.as_ref(), Dtype::Float32)?;
+    Ok(Box::new(T5Prompts(enc)))
+}
+
+/// Load every model of `task` from `dir`.
+pub fn load(dir: &Path, task: Task, opts: &LoadOptions) -> Result<Loaded> {
+    let ck = check_folder(dir, task)?;
+    let text = text_encoder(&ck)?;
+    let (vae, experts) = load_models(&ck, task, opts)?;
+    Ok(Loaded { text, vae, experts })
+}
+
+/// VAE (+ previewer) and DiT(s) of an opened folder — everything but the text side.
+pub fn load_models(
+    ck: &Checkpoint,
+    task: Task,
+    opts: &LoadOptions,
+) -> Result<(Box<dyn LatentVae>, Experts)> {
+    let dir = ck.root.as_path();
+    let vae: Box<dyn LatentVae> = Box::new(VaeComponent {
+        vae: ck.load_vae()?,
+        previewer: Previewer::load_beside(dir)?,
+    });
+    let dtype = opts.dtype;
+    let lora = opts.lora.clone();
+    let experts = match task.config().boundary {
+        None => Experts::Single(Box::new(load_dit(ck, Expert::Main, dtype, &lora)?)),
+        Some(b) => {
+            let slot = |e: Expert| -> Result<ExpertSlot> {
+                if opts.one_expert_at_a_time {
+                    let (ck, lora) = (ck.clone(), lora.clone());
+                    Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype, &lora)))
+                } else {
+                    Ok(ExpertSlot::loaded(load_dit(ck, e, dtype, &lora)?))
+                }
+            };
+            Experts::Pair {
+                high: slot(Expert::HighNoise)?,
+                low: slot(Expert::LowNoise)?,
+                boundary_t: b * 1000.0,
+                one_at_a_time: opts.one_expert_at_a_time,
+            }
+        }
+    };
+    Ok((vae, experts))
+}

@@ -1,0 +1,263 @@
+//! Task-level generation over injected components (spec §5.6): text encoding, the
+//! conditioning image, noise, the sampling loop, decoding — in the official order for
+//! `WanTI2V.{t2v,i2v}` (ti2v-5B), `WanT2V.generate` (t2v-A14B) and `WanI2V.generate`
+//! (i2v-A14B). The components are traits so that parity runs, tests and the app can plug
+//! in recorded contexts, a stub VAE or real models alike.
+//!
+//! Noise: drawn from MLX's own counter-based RNG (`mlx_rs::random::normal` with
+//! `random::key(seed)`), float32 `[z, F', h, w]`. It does **not** reproduce the official
+//! `torch.randn` on a CUDA generator (Philox streams differ); the same seed gives the same
+//! clip here, not the official clip. To replay an official run, inject its noise tensor.
+use std::time::Instant;
+
+use mlx_rs::{Array, Dtype};
+
+use super::api::{CancelToken, Event, GenerateParams, Preview, Stage, Timings, Video};
+use super::denoise::{DenoiseSpec, StepTrace, denoise};
+use super::experts::Experts;
+use crate::config::{DEFAULT_NEG_PROMPT, Task, TaskConfig};
+use crate::error::{Error, Result};
+use crate::video;
+
+/// Prompt → T5 context `[L, dim]` (trimmed to the mask length, as the pipelines get it).
+pub trait PromptEncoder {
+    fn encode(&mut self, prompt: &str) -> Result<Array>;
+    /// Token ids incl. `</s>` (unpadded) for checks; `None` when not exposed.
+    fn token_ids(&self, _prompt: &str) -> Result<Option<Vec<i64>>> {
+        Ok(None)
+    }
+}
+
+/// The task's VAE (channels-first tensors, official normalisation).
+pub trait LatentVae {
+    /// Video `[3, F, H, W]` in [−1, 1] → latent `[z, F', h, w]`.
+    fn encode(&self, video: &Array, cancel: &CancelToken) -> Result<Array>;
+    /// Latent → video `[3, F, H, W]` clamped to [−1, 1]; `progress(done, total)` per chunk.
+    fn decode(
+        &self,
+        latent: &Array,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Array>;
+    /// A cheap RGB preview of an x0 estimate (the fast previewer); `None` if unavailable.
+    fn preview(&self, _x0: &Array) -> Result<Option<Preview>> {
+        Ok(None)
+    }
+}
+
+/// Everything a generation needs, loaded.
+pub struct Components<'a> {
+    pub text: &'a mut dyn PromptEncoder,
+    pub vae: &'a dyn LatentVae,
+    pub experts: &'a mut Experts,
+}
+
+/// Optional overrides (parity, replay) and knobs that are not part of the clip's identity.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Initial noise `[z, F', h, w]` instead of drawing it from the seed.
+    pub noise: Option<Array>,
+    /// Contexts instead of running the text encoder (prompt, negative prompt).
+    pub contexts: Option<(Array, Array)>,
+    /// Run cond and uncond as one batch of two (default true via [`RunOptions::new`]).
+    pub batch_cfg: bool,
+}
+
+impl RunOptions {
+    pub fn new() -> Self {
+        Self {
+            batch_cfg: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a run produced besides the video (for parity and the sidecar).
+pub struct RunRecord {
+    pub timesteps: Vec<i64>,
+    pub sigmas: Vec<f32>,
+    pub latent: Array,
+    pub image_latent: Option<Array>,
+    pub contexts: (Array, Array),
+}
+
+/// Seeded float32 standard-normal noise of `shape` (our RNG; see the module docs).
+pub fn seeded_noise(seed: u64, shape: &[i32]) -> Result<Array> {
+    let key = mlx_rs::random::key(seed)?;
+    Ok(mlx_rs::random::normal::<f32>(shape, None, None, &key)?)
+}
+
+/// Latent geometry + conditioning of one request.
+struct Prepared {
+    shape: [i32; 4],
+    first_frame: Option<Array>,
+    y: Option<Array>,
+}
+
+fn prepare(
+    cfg: &TaskConfig,
+    params: &GenerateParams,
+    vae: &dyn LatentVae,
+    cancel: &CancelToken,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Prepared> {
+    let f_lat = cfg.latent_frames(params.frame_num)?;
+    let (w, h) = params.size;
+    let area = w as f64 * h as f64;
+    let [_, sh, sw] = cfg.vae_stride;
+    match (cfg.task, &params.image) {
+        (Task::Ti2v5B, Some(path)) => {
+            on_event(Event::Stage(Stage::EncodeImage));
+            let img = video::load_rgb(path)?;
+            let (mw, _) = cfg.size_multiple();
+            let x = video::ti2v_image(&img, area, mw as u32)?; // [3, 1, oh, ow]
+            let z = vae.encode(&x, cancel)?; // [z, 1, oh/16, ow/16]
+            let s = z.shape().to_vec();
+            Ok(Prepared {
+                shape: [cfg.z_dim, f_lat, s[2], s[3]],
+                first_frame: Some(z),
+                y: None,
+            })
+        }
+        (Task::I2vA14B, Some(path)) => {
+            on_event(Event::Stage(Stage::EncodeImage));
+            let img = video::load_rgb(path)?;
+            let (iw, ih) = img.dimensions();
+            let (ow, oh) = video::i2v_a14b_size(iw, ih, area, sh as u32);
+            let x = video::i2v_a14b_image(&img, ow, oh)?; // [3, 1, H, W]
+            let (ow, oh) = (ow as i32, oh as i32);
+            let frames = params.frame_num;
+            let pad = mlx_rs::ops::zeros::<f32>(&[3, frames - 1, oh, ow])?;
+            let clip = mlx_rs::ops::concatenate(&[x, pad], 1)?;
+            let lat = vae.encode(&clip, cancel)?; // [16, F', h, w]
+            let (lh, lw) = (oh / sh, ow / sw);
+            // Mask: 4 channels, 1 on latent frame 0 (official msk after folding 4 frames).
+            let mut m = vec![0f32; (4 * f_lat * lh * lw) as usize];
+            let per = (lh * lw) as usize;
+            for c in 0..4usize {
+                let base = c * f_lat as usize * per;
+                m[base..base + per].iter_mut().for_each(|v| *v = 1.0);
+            }
+            let msk = Array::from_slice(&m, &[4, f_lat, lh, lw]);
+            let y = mlx_rs::ops::concatenate(&[msk, lat], 0)?;
+            Ok(Prepared {
+                shape: [cfg.z_dim, f_lat, lh, lw],
+                first_frame: None,
+                y: Some(y),
+            })
+        }
+        (Task::I2vA14B, None) => Err(Error::Input("i2v-A14B needs --image".into())),
+        (Task::T2vA14B, Some(_)) => Err(Error::Input(
+            "t2v-A14B takes no image (use i2v-A14B or ti2v-5B)".into(),
+        )),
+        _ => {
+            cfg.check_size(w, h)?;
+            Ok(Prepared {
+                shape: [cfg.z_dim, f_lat, h / sh, w / sw],
+                first_frame: None,
+                y: None,
+            })
+        }
+    }
+}
+
+/// Run one generation with loaded components. `trace` receives every step's tensors.
+pub fn run(
+    comps: &mut Components,
+    params: &GenerateParams,
+    opts: RunOptions,
+    on_event: &mut dyn FnMut(Event),
+    cancel: &CancelToken,
+    trace: Option<&mut dyn FnMut(StepTrace)>,
+) -> Result<(Video, RunRecord)> {
+    let cfg = params.task.config();
+    let mut timings = Timings::default();
+    cancel.check()?;
+
+    on_event(Event::Stage(Stage::EncodeText));
+    let t0 = Instant::now();
+    let (context, context_null) = match opts.contexts {
+        Some(c) => c,
+        None => {
+            let neg = params
+                .negative_prompt
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(DEFAULT_NEG_PROMPT);
+            (comps.text.encode(&params.prompt)?, comps.text.encode(neg)?)
+        }
+    };
+    timings.text_s = t0.elapsed().as_secs_f64();
+    cancel.check()?;
+
+    let prep = prepare(&cfg, params, comps.vae, cancel, on_event)?;
+    let latent = match opts.noise {
+        Some(n) => {
+            if n.shape() != prep.shape {
+                return Err(Error::Input(format!(
+                    "injected noise has shape {:?}, this request needs {:?}",
+                    n.shape(),
+                    prep.shape
+                )));
+            }
+            n.as_dtype(Dtype::Float32)?
+        }
+        None => seeded_noise(params.seed, &prep.shape)?,
+    };
+
+    on_event(Event::Stage(Stage::Denoise));
+    let t1 = Instant::now();
+    let spec = DenoiseSpec {
+        latent,
+        context: &context,
+        context_null: &context_null,
+        guide_scale: params.guide_scale,
+        solver: params.solver,
+        steps: params.sample_steps,
+        shift: params.sample_shift,
+        first_frame: prep.first_frame.as_ref(),
+        y: prep.y.as_ref(),
+        batch_cfg: opts.batch_cfg,
+    };
+    let vae = comps.vae;
+    let out = denoise(
+        comps.experts,
+        &spec,
+        cancel,
+        &mut |s| {
+            let preview = vae.preview(s.x0)?;
+            on_event(Event::Step {
+                step: s.step,
+                total: s.total,
+                timestep: s.timestep,
+                elapsed: t1.elapsed(),
+                preview,
+            });
+            Ok(())
+        },
+        trace,
+    )?;
+    timings.denoise_s = t1.elapsed().as_secs_f64();
+
+    on_event(Event::Stage(Stage::Decode));
+    let t2 = Instant::now();
+    let frames = vae.decode(&out.latent, cancel, &mut |done, total| {
+        on_event(Event::Decode { done, total })
+    })?;
+    timings.decode_s = t2.elapsed().as_secs_f64();
+    on_event(Event::Stage(Stage::Done));
+    Ok((
+        Video {
+            frames,
+            fps: cfg.sample_fps,
+            timings,
+        },
+        RunRecord {
+            timesteps: out.timesteps,
+            sigmas: out.sigmas,
+            latent: out.latent,
+            image_latent: prep.first_frame,
+            contexts: (context, context_null),
+        },
+    ))
+}

@@ -1,0 +1,320 @@
+//! The `generate` binary: valid mp4s on the tiny official folders (checked with ffprobe),
+//! cancellation, and a clear error for each kind of bad input.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_generate"))
+}
+
+fn ckpt(name: &str) -> Option<PathBuf> {
+    Some(common::fixtures_dir()?.join("checkpoints").join(name))
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wan-gen-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run with `args` and assert a failure whose message says `code` and contains `needle`.
+fn refused(args: &[&str], code: &str, needle: &str) {
+    let o = bin().args(args).output().unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(e.contains(&format!("[{code}]")), "{args:?}: {e}");
+    assert!(e.contains(needle), "{args:?}: expected `{needle}` in {e}");
+}
+
+#[test]
+fn each_validation_error_is_clear() {
+    let Some(ti2v) = ckpt("ti2v_tiny") else {
+        return;
+    };
+    let t = ti2v.to_str().unwrap();
+    let base = ["--task", "ti2v-5B", "--ckpt_dir", t, "--size", "1280*704"];
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        base.iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |v: Vec<String>, code: &str, needle: &str| {
+        let r: Vec<&str> = v.iter().map(String::as_str).collect();
+        refused(&r, code, needle);
+    };
+    run(with(&["--frame_num", "8"]), "input", "4n+1");
+    refused(
+        &["--task", "ti2v-5B", "--ckpt_dir", t, "--size", "1280*720"],
+        "input",
+        "not supported for ti2v-5B",
+    );
+    refused(
+        &["--task", "ti2v-5B", "--ckpt_dir", t, "--size", "12x"],
+        "input",
+        "W*H",
+    );
+    refused(
+        &["--task", "t2v-5B", "--ckpt_dir", t],
+        "input",
+        "unknown task",
+    );
+    run(
+        with(&["--sample_solver", "ddim"]),
+        "input",
+        "unknown solver",
+    );
+    run(with(&["--sample_steps", "0"]), "input", "sample_steps");
+    run(with(&["--dtype", "f16"]), "input", "--dtype");
+    let missing = ti2v.join("no-such-dir");
+    refused(
+        &[
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            missing.to_str().unwrap(),
+            "--size",
+            "1280*704",
+        ],
+        "missing",
+        "no-such-dir",
+    );
+    // A ti2v folder for an A14B task: mismatched files.
+    refused(
+        &["--task", "t2v-A14B", "--ckpt_dir", t, "--size", "832*480"],
+        "input",
+        "wrong --ckpt_dir or --task",
+    );
+    // Unreadable and missing images.
+    let dir = tmpdir("val");
+    let bad = dir.join("bad.png");
+    std::fs::write(&bad, b"definitely not an image").unwrap();
+    run(
+        with(&[
+            "--image",
+            Box::leak(bad.to_str().unwrap().to_string().into_boxed_str()),
+        ]),
+        "input",
+        "cannot read image",
+    );
+    run(
+        with(&["--image", "/no/such/image.png"]),
+        "missing",
+        "image.png",
+    );
+    refused(
+        &["--task", "i2v-A14B", "--ckpt_dir", t, "--size", "832*480"],
+        "input",
+        "needs --image",
+    );
+    // Output folder that does not exist.
+    run(
+        with(&["--save_file", "/no/such/folder/out.mp4"]),
+        "missing",
+        "/no/such/folder",
+    );
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `(codec, width, height, frames)` via ffprobe.
+fn probe(path: &Path) -> (String, u32, u32, u32) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let f: Vec<&str> = s.split(',').collect();
+    assert!(f.len() >= 4, "ffprobe: `{s}`");
+    (
+        f[0].into(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+    )
+}
+
+fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) {
+    let dir = tmpdir(tag);
+    let out = dir.join("clip.mp4");
+    let o = bin()
+        .args(args)
+        .args(["--save_file", out.to_str().unwrap(), "--base_seed", "1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{tag}: {}", stderr(&o));
+    let (codec, w, h, n) = probe(&out);
+    assert_eq!((codec.as_str(), w, h, n), ("h264", want.0, want.1, want.2));
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("clip.mp4.json")).unwrap()).unwrap();
+    assert_eq!(side["seed"], 1);
+    assert!(side["checkpoint"]["files"].as_array().unwrap().len() > 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ti2v_text_to_video_writes_a_valid_mp4() {
+    let Some(c) = ckpt("ti2v_tiny") else { return };
+    generate_ok(
+        "ti2v",
+        &[
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            c.to_str().unwrap(),
+            "--size",
+            "1280*704",
+            "--frame_num",
+            "9",
+            "--sample_steps",
+            "2",
+            "--prompt",
+            "A red fox runs.",
+            "--negative_prompt",
+            "blurry",
+        ],
+        (1280, 704, 9),
+    );
+}
+
+#[test]
+fn ti2v_image_to_video_writes_a_valid_mp4() {
+    let Some(c) = ckpt("ti2v_tiny") else { return };
+    let img = c.parent().unwrap().join("e2e_ti2v_i2v_image.png");
+    // A 64×96 image and the 1280*704 area: best_output_size keeps the 2:3 aspect.
+    let (w, h) = wan::video::best_output_size(64, 96, 32, 32, 1280.0 * 704.0);
+    generate_ok(
+        "ti2v-i2v",
+        &[
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            c.to_str().unwrap(),
+            "--size",
+            "1280*704",
+            "--frame_num",
+            "9",
+            "--sample_steps",
+            "2",
+            "--prompt",
+            "A white cat.",
+            "--negative_prompt",
+            "blurry",
+            "--image",
+            img.to_str().unwrap(),
+        ],
+        (w, h, 9),
+    );
+}
+
+#[test]
+fn t2v_a14b_writes_a_valid_mp4() {
+    let Some(c) = ckpt("t2v_a14b_tiny") else {
+        return;
+    };
+    generate_ok(
+        "a14b",
+        &[
+            "--task",
+            "t2v-A14B",
+            "--ckpt_dir",
+            c.to_str().unwrap(),
+            "--size",
+            "832*480",
+            "--frame_num",
+            "5",
+            "--sample_steps",
+            "2",
+            "--prompt",
+            "Two cats box.",
+            "--negative_prompt",
+            "blurry",
+        ],
+        (832, 480, 5),
+    );
+}
+
+/// Ctrl-C (SIGINT) during sampling: exit code 130 within about one step, nothing written.
+#[test]
+fn sigint_cancels_within_a_step_and_leaves_no_file() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let Some(c) = ckpt("ti2v_tiny") else { return };
+    let dir = tmpdir("cancel");
+    let out = dir.join("clip.mp4");
+    let mut child = bin()
+        .args([
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            c.to_str().unwrap(),
+            "--size",
+            "1280*704",
+            "--frame_num",
+            "9",
+            "--sample_steps",
+            "50",
+            "--prompt",
+            "A fox.",
+            "--negative_prompt",
+            "blurry",
+            "--save_file",
+            out.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut step_time = None;
+    let t0 = Instant::now();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("step 1/") {
+            step_time = Some(t0.elapsed());
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "no step reported");
+    }
+    assert!(
+        step_time.is_some(),
+        "the run ended before a step was reported"
+    );
+    let sent = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("cancelled")), "{rest:?}");
+    // At most the step in flight finishes (generous bound for a loaded machine).
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert!(
+        rest.iter().filter(|l| l.starts_with("step ")).count() <= 1,
+        "{rest:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "files left: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

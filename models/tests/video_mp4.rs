@@ -1,0 +1,71 @@
+//! mp4 output through the system ffmpeg: valid H.264 per ffprobe, atomic, clear errors.
+use std::path::Path;
+use std::process::Command;
+
+use mlx_rs::Array;
+use wan::video::{frames_from_video, write_mp4, write_png_frames};
+
+/// `(codec, width, height, frames, pix_fmt)` of the first video stream, via ffprobe.
+pub fn probe(path: &Path) -> (String, u32, u32, u32, String) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,pix_fmt",
+            "-of",
+            "csv=p=0:nk=1",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let f: Vec<&str> = s.split(',').collect();
+    assert!(f.len() >= 5, "ffprobe said `{s}`");
+    (
+        f[0].into(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[4].parse().unwrap(),
+        f[3].into(),
+    )
+}
+
+#[test]
+fn mp4_is_h264_yuv420p_with_every_frame_and_errors_are_clear() {
+    let dir = std::env::temp_dir().join(format!("wan-mp4-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // [3, 5, 32, 48] ramp in [−1, 1].
+    let n = 3 * 5 * 32 * 48;
+    let data: Vec<f32> = (0..n).map(|i| (i % 97) as f32 / 48.0 - 1.0).collect();
+    let video = Array::from_slice(&data, &[3, 5, 32, 48]);
+    let frames = frames_from_video(&video).unwrap();
+    let path = dir.join("clip.mp4");
+    write_mp4(&path, &frames, 24).unwrap();
+    let (codec, w, h, count, pix) = probe(&path);
+    assert_eq!(
+        (codec.as_str(), w, h, count, pix.as_str()),
+        ("h264", 48, 32, 5, "yuv420p")
+    );
+    // No temporary file left beside the output.
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["clip.mp4".to_string()]);
+
+    write_png_frames(&dir.join("frames"), &frames).unwrap();
+    assert!(dir.join("frames/frame_00004.png").is_file());
+
+    // A missing ffmpeg is a clear external error and leaves nothing behind.
+    unsafe { std::env::set_var("WAN_FFMPEG", dir.join("no-such-ffmpeg")) };
+    let err = write_mp4(&dir.join("x.mp4"), &frames, 24).unwrap_err();
+    unsafe { std::env::remove_var("WAN_FFMPEG") };
+    assert_eq!(err.code(), "external");
+    assert!(err.to_string().contains("ffmpeg"), "{err}");
+    assert!(!dir.join("x.mp4").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
