@@ -71,6 +71,23 @@ impl TensorSource for BTreeMap<String, Array> {
     }
 }
 
+/// Rename the numbered `nn.Sequential` segments of a key through a model's one table of
+/// (official, ours) segment pairs: official → ours, or back when `to_official`.
+pub fn rename_segments(key: &str, table: &[(&str, &str)], to_official: bool) -> String {
+    let mut k = key.to_string();
+    for &(official, ours) in table {
+        let (from, to) = if to_official {
+            (ours, official)
+        } else {
+            (official, ours)
+        };
+        if k.contains(from) {
+            k = k.replacen(from, to, 1);
+        }
+    }
+    k
+}
+
 /// Is this key a convolution weight that MLX wants channels-last?
 fn is_conv_weight(name: &str, rank: usize) -> bool {
     name.ends_with("weight") && (rank == 4 || rank == 5)

@@ -12,24 +12,12 @@ const TABLE: &[(&str, &str)] = &[
 
 /// Official key → our parameter path.
 pub fn to_internal(official: &str) -> String {
-    let mut k = official.to_string();
-    for (o, i) in TABLE {
-        if k.contains(o) {
-            k = k.replacen(o, i, 1);
-        }
-    }
-    k
+    crate::checkpoint::rename_segments(official, TABLE, false)
 }
 
 /// Our parameter path → official key.
 pub fn to_official(internal: &str) -> String {
-    let mut k = internal.to_string();
-    for (o, i) in TABLE {
-        if k.contains(i) {
-            k = k.replacen(i, o, 1);
-        }
-    }
-    k
+    crate::checkpoint::rename_segments(internal, TABLE, true)
 }
 
 #[cfg(test)]
