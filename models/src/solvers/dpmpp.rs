@@ -36,12 +36,7 @@ impl DpmPp {
 
     pub fn step(&mut self, v: &Array, i: usize, x: &Array) -> Result<StepOut> {
         let n = self.schedule.len();
-        if i != self.step_index || i >= n {
-            return Err(Error::Input(format!(
-                "DPM++ step {i} called out of order (expected {} of {n})",
-                self.step_index
-            )));
-        }
+        super::check_step_order("DPM++", i, self.step_index, n)?;
         let s = &self.schedule.sigmas;
         let m = x.subtract(scale(v, s[i])?)?;
         // First order at the first step and at the final one (final σ is zero).

@@ -5,7 +5,7 @@ use mlx_rs::Array;
 
 use super::schedule::Schedule;
 use super::{StepOut, scale};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub struct Euler {
     schedule: Schedule,
@@ -26,12 +26,7 @@ impl Euler {
 
     pub fn step(&mut self, v: &Array, i: usize, x: &Array) -> Result<StepOut> {
         let n = self.schedule.len();
-        if i != self.step_index || i >= n {
-            return Err(Error::Input(format!(
-                "Euler step {i} called out of order (expected {} of {n})",
-                self.step_index
-            )));
-        }
+        super::check_step_order("Euler", i, self.step_index, n)?;
         let s = &self.schedule.sigmas;
         let x0 = x.subtract(scale(v, s[i])?)?;
         let sample = if s[i + 1] == 0.0 {

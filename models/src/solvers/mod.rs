@@ -71,6 +71,16 @@ pub(crate) fn lambda(sigma: f32) -> f32 {
 }
 
 /// `a · c` with a float32 scalar (keeps the array's dtype).
+/// Every solver is stateful (history, step counter): refuse a step that is not the next one.
+pub(crate) fn check_step_order(solver: &str, i: usize, expected: usize, n: usize) -> Result<()> {
+    if i != expected || i >= n {
+        return Err(crate::error::Error::Input(format!(
+            "{solver} step {i} called out of order (expected {expected} of {n})"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn scale(a: &Array, c: f32) -> Result<Array> {
     Ok(a.multiply(Array::from_f32(c).as_dtype(a.dtype())?)?)
 }

@@ -43,12 +43,7 @@ impl UniPc {
     /// step index (0, 1, …).
     pub fn step(&mut self, v: &Array, i: usize, x: &Array) -> Result<StepOut> {
         let n = self.schedule.len();
-        if i != self.step_index || i >= n {
-            return Err(Error::Input(format!(
-                "UniPC step {i} called out of order (expected {} of {n})",
-                self.step_index
-            )));
-        }
+        super::check_step_order("UniPC", i, self.step_index, n)?;
         let s = &self.schedule.sigmas;
         // m_i = x_i − σ_i·v_i (flow prediction → x0).
         let m = x.subtract(scale(v, s[i])?)?;
