@@ -1,11 +1,17 @@
 //! The Models view's checks: is a folder a usable Wan2.2 checkpoint (official Hugging
 //! Face layout or converted safetensors), how big is it, and will a run fit in memory.
-//! Every problem is listed at once, in words a user can act on.
+//! Every problem is listed at once, in words a user can act on. File names are the
+//! library's (`wan::checkpoint::folder`), so what passes here is what the pipeline loads.
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use wan::checkpoint::FolderKind;
+use wan::checkpoint::folder::{
+    MLX_DIT_INDEX, MLX_DIT_SINGLE, MLX_T5, MLX_VAE, OFFICIAL_DIT_INDEX, OFFICIAL_DIT_SINGLE,
+    OFFICIAL_T5, OFFICIAL_VAE21, OFFICIAL_VAE22,
+};
 use wan::config::Task;
 use wan::pipeline::GenerateParams;
 
@@ -19,11 +25,16 @@ pub struct DitInfo {
     pub num_heads: u64,
     pub model_type: String,
     pub bytes: u64,
+    /// Official (PyTorch layout) or converted (MLX safetensors); `None` without weights.
+    #[serde(skip)]
+    pub layout: Option<FolderKind>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckpointInfo {
     pub path: PathBuf,
+    /// `Official` (can be converted) or `Converted`; `None` when not recognised.
+    pub layout: Option<FolderKind>,
     /// `None` when the folder could not be recognised.
     pub task: Option<Task>,
     /// e.g. `ti2v-5B (dim 3072, 30 layers)`.
@@ -73,13 +84,21 @@ fn read_dit(dir: &Path, problems: &mut Vec<String>) -> Option<DitInfo> {
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_string();
-    // Weights: one file, or an index naming every shard (all must exist).
-    let single = dir.join("diffusion_pytorch_model.safetensors");
-    let index = dir.join("diffusion_pytorch_model.safetensors.index.json");
+    // Weights: one file, or an index naming every shard (all must exist). Converted
+    // names first, as the library looks.
+    let found = [
+        (MLX_DIT_INDEX, FolderKind::Converted),
+        (MLX_DIT_SINGLE, FolderKind::Converted),
+        (OFFICIAL_DIT_INDEX, FolderKind::Official),
+        (OFFICIAL_DIT_SINGLE, FolderKind::Official),
+    ]
+    .into_iter()
+    .find(|(n, _)| dir.join(n).is_file());
+    let layout = found.map(|(_, k)| k);
     let mut bytes = 0;
-    if single.is_file() {
-        bytes = file_size(&single);
-    } else if let Ok(b) = fs::read(&index) {
+    if let Some((single, _)) = found.filter(|(n, _)| !n.ends_with(".json")) {
+        bytes = file_size(&dir.join(single));
+    } else if let Some(Ok(b)) = found.map(|(index, _)| fs::read(dir.join(index))) {
         let shards: BTreeSet<String> = serde_json::from_slice::<serde_json::Value>(&b)
             .ok()
             .and_then(|v| v.get("weight_map").and_then(|m| m.as_object()).cloned())
@@ -103,7 +122,7 @@ fn read_dit(dir: &Path, problems: &mut Vec<String>) -> Option<DitInfo> {
         }
     } else {
         problems.push(format!(
-            "{rel}: no diffusion_pytorch_model.safetensors or shard index"
+            "{rel}: no DiT weights ({OFFICIAL_DIT_INDEX} or {MLX_DIT_INDEX})"
         ));
     }
     Some(DitInfo {
@@ -112,6 +131,7 @@ fn read_dit(dir: &Path, problems: &mut Vec<String>) -> Option<DitInfo> {
         num_heads,
         model_type,
         bytes,
+        layout,
     })
 }
 
@@ -149,16 +169,23 @@ pub fn inspect(path: &Path) -> AppResult<CheckpointInfo> {
         }
         (_, None) => None,
     };
-    let vae_names: &[&str] = match task {
-        Some(Task::Ti2v5B) => &["Wan2.2_VAE.pth", "Wan2.2_VAE.safetensors"],
-        _ => &["Wan2.1_VAE.pth", "Wan2.1_VAE.safetensors"],
+    let mut layouts: Vec<FolderKind> = dits.iter().filter_map(|d| d.layout).collect();
+    layouts.dedup();
+    let layout = match layouts[..] {
+        [k] => Some(k),
+        [] => None,
+        _ => {
+            problems.push("mixes official and converted DiT files".into());
+            None
+        }
+    };
+    let (vae_names, t5): (&[&str], &[&str]) = match (layout, task) {
+        (Some(FolderKind::Converted), _) => (&[MLX_VAE], &[MLX_T5]),
+        (_, Some(Task::Ti2v5B)) => (&[OFFICIAL_VAE22], &[OFFICIAL_T5]),
+        _ => (&[OFFICIAL_VAE21], &[OFFICIAL_T5]),
     };
     let mut total_bytes: u64 = dits.iter().map(|d| d.bytes).sum();
-    let t5 = [
-        "models_t5_umt5-xxl-enc-bf16.pth",
-        "models_t5_umt5-xxl-enc-bf16.safetensors",
-    ];
-    for (what, names) in [("VAE", vae_names), ("T5 encoder", &t5[..])] {
+    for (what, names) in [("VAE", vae_names), ("T5 encoder", t5)] {
         match find_any(&path, names) {
             Some(p) => total_bytes += file_size(&p),
             None => problems.push(format!("{what} weights missing ({})", names[0])),
@@ -173,6 +200,7 @@ pub fn inspect(path: &Path) -> AppResult<CheckpointInfo> {
     };
     Ok(CheckpointInfo {
         path,
+        layout,
         task,
         name,
         dits,

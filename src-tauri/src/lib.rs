@@ -1,9 +1,9 @@
 //! Wan Studio, the desktop app: a Tauri shell around the `wan` library.
 //!
 //! `commands` is the IPC surface (validation, then queue/gallery/settings); `jobs` runs
-//! generations on one MLX worker thread and reports through a sink; `gallery` is the
-//! atomic on-disk store of finished clips; `settings` persists choices; `checkpoint`
-//! validates folders and estimates memory.
+//! generations and checkpoint conversions on one MLX worker thread and reports through a
+//! sink; `gallery` is the atomic on-disk store of finished clips; `settings` persists
+//! choices; `checkpoint` validates folders and estimates memory.
 pub mod checkpoint;
 pub mod commands;
 pub mod error;
@@ -11,7 +11,7 @@ pub mod gallery;
 pub mod jobs;
 pub mod settings;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tauri::{Manager, RunEvent};
@@ -44,12 +44,19 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => Box::new(|| Box::new(WanEngine) as Box<dyn Engine>),
     };
-    jobs::worker::spawn(queue.clone(), gallery.clone(), sink.clone(), make_engine)?;
+    let settings = Arc::new(settings::SettingsStore::open(&data_dir));
+    let ctx = jobs::WorkerContext {
+        queue: queue.clone(),
+        gallery: gallery.clone(),
+        settings: settings.clone(),
+        sink: sink.clone(),
+    };
+    jobs::worker::spawn(ctx, make_engine)?;
     app.manage(AppState {
         queue,
         gallery,
         sink,
-        settings: Mutex::new(settings::Settings::load(&data_dir)),
+        settings,
         data_dir,
     });
     Ok(())
@@ -76,6 +83,7 @@ pub fn run() {
             commands::models::get_settings,
             commands::models::app_info,
             commands::models::memory_estimate,
+            commands::models::convert_checkpoint,
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     let app = match app {

@@ -4,6 +4,7 @@
 //! `directories` (`~/Library/Application Support/studio.wan.app`, `~/.local/share/wan-studio`).
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use wan::pipeline::GenerateParams;
@@ -48,5 +49,41 @@ impl Settings {
     pub fn save(&self, dir: &Path) -> AppResult<()> {
         fs::create_dir_all(dir).map_err(|e| AppError::io("creating the data folder", e))?;
         write_atomic(&Self::path(dir), &serde_json::to_vec_pretty(self)?)
+    }
+}
+
+/// The live settings, shared by the commands and the worker (a finished conversion may
+/// select its output folder), written to disk on every change.
+#[derive(Debug)]
+pub struct SettingsStore {
+    dir: PathBuf,
+    current: Mutex<Settings>,
+}
+
+impl SettingsStore {
+    /// Load from `dir` (defaults if missing or corrupt).
+    pub fn open(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            current: Mutex::new(Settings::load(dir)),
+        }
+    }
+
+    pub fn get(&self) -> Settings {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Change and persist; if saving fails the change is not kept either, so memory and
+    /// disk never disagree.
+    pub fn update(&self, change: impl FnOnce(&mut Settings)) -> AppResult<()> {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = cur.clone();
+        change(&mut next);
+        next.save(&self.dir)?;
+        *cur = next;
+        Ok(())
     }
 }

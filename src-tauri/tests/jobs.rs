@@ -12,7 +12,9 @@ use wan_studio::gallery::Gallery;
 use wan_studio::jobs::worker::{self, EngineFactory};
 use wan_studio::jobs::{
     Cancelled, Engine, FakeEngine, JobEvent, JobId, JobQueue, JobSink, QueueSnapshot, Rendered,
+    WorkerContext,
 };
+use wan_studio::settings::SettingsStore;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -66,7 +68,13 @@ fn rig(make_engine: EngineFactory, cancel_at: Option<usize>) -> Rig {
         tx: Mutex::new(tx),
         cancel_at: cancel_at.map(|s| (s, queue.clone())),
     });
-    worker::spawn(queue.clone(), gallery.clone(), sink, make_engine).unwrap();
+    let ctx = WorkerContext {
+        queue: queue.clone(),
+        gallery: gallery.clone(),
+        settings: Arc::new(SettingsStore::open(dir.path())),
+        sink,
+    };
+    worker::spawn(ctx, make_engine).unwrap();
     Rig {
         queue,
         gallery,

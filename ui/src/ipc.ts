@@ -84,11 +84,35 @@ export type JobEvent =
     }
   | { kind: "decode"; done: number; total: number }
   | { kind: "finished"; clip: ClipEntry }
+  | {
+      kind: "convert";
+      tensor: string;
+      done_bytes: number;
+      total_bytes: number;
+      elapsed_s: number;
+      eta_s: number;
+    }
+  | { kind: "converted"; result: Converted }
   | { kind: "failed"; error: AppError }
   | { kind: "cancelled" };
 
+/** Float dtype of a converted checkpoint. */
+export type ConvertDtype = "bf16" | "f16" | "f32";
+
+/** What a finished conversion reports (`jobs::convert::Converted`). */
+export interface Converted {
+  info: CheckpointInfo;
+  /** Now the chosen checkpoint (persisted). */
+  selected: boolean;
+  tensors: number;
+  bytes: number;
+  wall_s: number;
+}
+
 export interface JobSummary {
   id: number;
+  /** A conversion's `prompt` is a one-line description; its size/frames/steps are 0. */
+  kind: "generate" | "convert";
   prompt: string;
   task: Task;
   size: [number, number];
@@ -111,6 +135,8 @@ export interface DitInfo {
 
 export interface CheckpointInfo {
   path: string;
+  /** "Official" can be converted; null when not recognised. */
+  layout: "Official" | "Converted" | null;
   task: Task | null;
   name: string;
   dits: DitInfo[];
@@ -190,6 +216,18 @@ export const ipc = {
   getSettings: () => call<Settings>("get_settings"),
   appInfo: () => call<AppInfo>("app_info"),
   memoryEstimate: (params: GenerateParams) => call<MemoryEstimate>("memory_estimate", { params }),
+  /** Queue a conversion of `src` (official) into the new folder `dst`; events as for jobs. */
+  convertCheckpoint: (
+    src: string,
+    dst: string,
+    dtype: ConvertDtype,
+    select: boolean,
+    onEvent: (e: JobEvent) => void,
+  ) => {
+    const ch = new Channel<JobEvent>();
+    ch.onmessage = onEvent;
+    return call<number>("convert_checkpoint", { src, dst, dtype, select, onEvent: ch });
+  },
   onQueueChanged: (f: (s: QueueSnapshot) => void): Promise<UnlistenFn> =>
     listen<QueueSnapshot>("queue-changed", (e) => f(e.payload)),
   onGalleryChanged: (f: () => void): Promise<UnlistenFn> => listen("gallery-changed", () => f()),

@@ -152,7 +152,7 @@ describe("GenerateView", () => {
 
   it("lists the queue with reorder and remove", async () => {
     const v = await view();
-    const job = (id: number) => ({ id, prompt: `p${id}`, task: "ti2v-5B" as const, size: [96, 64] as [number, number], frames: 5, steps: 2 });
+    const job = (id: number) => ({ id, kind: "generate" as const, prompt: `p${id}`, task: "ti2v-5B" as const, size: [96, 64] as [number, number], frames: 5, steps: 2 });
     v.showQueue({ running: job(1), pending: [job(2), job(3)] });
     expect($("queue-badge").textContent).toBe("3 jobs");
     const items = $("queue").querySelectorAll("li");

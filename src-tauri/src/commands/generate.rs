@@ -180,11 +180,9 @@ pub fn enqueue(
         .ok_or_else(|| AppError::new("checkpoint", "choose a checkpoint folder in Models"))?;
     let info = checkpoint::inspect(&dir)?;
     validate(&params, &info, checkpoint::machine_memory())?;
-    {
-        let mut s = state.settings.lock().unwrap_or_else(|p| p.into_inner());
-        s.last_params = Some(params.clone());
-        s.save(&state.data_dir)?;
-    }
+    state
+        .settings
+        .update(|s| s.last_params = Some(params.clone()))?;
     let sink = state.sink.clone();
     let id = state
         .queue

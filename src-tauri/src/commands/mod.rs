@@ -13,7 +13,7 @@ use tauri::{AppHandle, Emitter};
 
 use crate::gallery::Gallery;
 use crate::jobs::{JobEvent, JobId, JobQueue, JobSink, QueueSnapshot};
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsStore};
 
 /// Shared by every command (Tauri-managed).
 pub struct AppState {
@@ -21,15 +21,13 @@ pub struct AppState {
     pub gallery: Arc<Gallery>,
     pub sink: Arc<TauriSink>,
     pub data_dir: PathBuf,
-    pub settings: Mutex<Settings>,
+    /// Shared with the worker (a conversion may select its output).
+    pub settings: Arc<SettingsStore>,
 }
 
 impl AppState {
     pub fn settings(&self) -> Settings {
-        self.settings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.settings.get()
     }
 }
 

@@ -1,14 +1,16 @@
-//! Models view commands: choose and validate a checkpoint folder, memory estimates,
-//! persisted settings.
+//! Models view commands: choose and validate a checkpoint folder, convert an official
+//! folder to MLX (a worker job), memory estimates, persisted settings.
 use std::path::PathBuf;
 
 use serde::Serialize;
 use tauri::State;
+use tauri::ipc::Channel;
 use wan::pipeline::GenerateParams;
 
 use super::AppState;
 use crate::checkpoint::{self, CheckpointInfo, MemoryEstimate};
 use crate::error::{AppError, AppResult};
+use crate::jobs::{ConvertDtype, ConvertJob, JobEvent, JobId, JobSink, Work};
 use crate::settings::Settings;
 
 #[tauri::command]
@@ -26,9 +28,9 @@ pub fn set_checkpoint(state: State<'_, AppState>, path: PathBuf) -> AppResult<Ch
     if !info.problems.is_empty() {
         return Err(AppError::new("checkpoint", info.problems.join("\n")));
     }
-    let mut s = state.settings.lock().unwrap_or_else(|p| p.into_inner());
-    s.checkpoint_dir = Some(info.path.clone());
-    s.save(&state.data_dir)?;
+    state
+        .settings
+        .update(|s| s.checkpoint_dir = Some(info.path.clone()))?;
     Ok(info)
 }
 
@@ -71,4 +73,32 @@ pub fn memory_estimate(
         &params,
         checkpoint::machine_memory(),
     ))
+}
+
+/// Queue the conversion of the official folder `src` into the new folder `dst` (both
+/// checked here first); progress streams over `on_event`; with `select` the new folder
+/// becomes the chosen checkpoint once complete. Returns the job id (cancel with
+/// `cancel_job`).
+#[tauri::command]
+pub fn convert_checkpoint(
+    state: State<'_, AppState>,
+    src: PathBuf,
+    dst: PathBuf,
+    dtype: Option<ConvertDtype>,
+    select: Option<bool>,
+    on_event: Channel<JobEvent>,
+) -> AppResult<JobId> {
+    let job = ConvertJob::new(&src, &dst, dtype.unwrap_or_default(), select.unwrap_or(true))?;
+    if state.queue.converting_into(&job.dst) {
+        return Err(AppError::input(format!(
+            "{} is already being converted into",
+            job.dst.display()
+        )));
+    }
+    let sink = state.sink.clone();
+    let id = state
+        .queue
+        .push_work(Work::Convert(job), |id| sink.register(id, on_event));
+    state.sink.queue_changed(state.queue.snapshot());
+    Ok(id)
 }

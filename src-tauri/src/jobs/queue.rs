@@ -1,27 +1,51 @@
 //! The FIFO job queue shared by the commands (producers) and the one MLX worker
 //! (consumer): add while a job runs, reorder and remove pending jobs, cancel any job.
+//! Generations and checkpoint conversions share it because both need MLX, which runs on
+//! that one thread.
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use serde::Serialize;
 use wan::pipeline::{CancelToken, GenerateParams};
 
+use super::convert::ConvertJob;
+
 pub type JobId = u64;
 
-/// A queued generation: validated settings, the checkpoint to use, its cancel token.
+/// What a job does.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Validated settings and the checkpoint to use.
+    Generate {
+        params: GenerateParams,
+        checkpoint: PathBuf,
+    },
+    /// An official folder to convert into a new MLX folder.
+    Convert(ConvertJob),
+}
+
+/// A queued job and its cancel token.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: JobId,
-    pub params: GenerateParams,
-    pub checkpoint: PathBuf,
+    pub work: Work,
     pub cancel: CancelToken,
 }
 
-/// What the UI shows of a job in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Generate,
+    Convert,
+}
+
+/// What the UI shows of a job in the queue. For a conversion, `prompt` is a one-line
+/// description (`convert A → B (bf16)`) and size, frames and steps are zero.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobSummary {
     pub id: JobId,
+    pub kind: JobKind,
     pub prompt: String,
     pub task: String,
     pub size: (i32, i32),
@@ -37,13 +61,25 @@ pub struct QueueSnapshot {
 
 impl From<&Job> for JobSummary {
     fn from(j: &Job) -> Self {
-        Self {
-            id: j.id,
-            prompt: j.params.prompt.clone(),
-            task: j.params.task.name().to_string(),
-            size: j.params.size,
-            frames: j.params.frame_num,
-            steps: j.params.sample_steps,
+        match &j.work {
+            Work::Generate { params, .. } => Self {
+                id: j.id,
+                kind: JobKind::Generate,
+                prompt: params.prompt.clone(),
+                task: params.task.name().to_string(),
+                size: params.size,
+                frames: params.frame_num,
+                steps: params.sample_steps,
+            },
+            Work::Convert(c) => Self {
+                id: j.id,
+                kind: JobKind::Convert,
+                prompt: c.describe(),
+                task: c.task.name().to_string(),
+                size: (0, 0),
+                frames: 0,
+                steps: 0,
+            },
         }
     }
 }
@@ -83,26 +119,40 @@ impl JobQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Append a job; returns its id. `before_visible` runs with the new id before the
-    /// worker can see the job (register listeners there, so no event is missed).
+    /// Append a generation; returns its id. `before_visible` runs with the new id before
+    /// the worker can see the job (register listeners there, so no event is missed).
     pub fn push(
         &self,
         params: GenerateParams,
         checkpoint: PathBuf,
         before_visible: impl FnOnce(JobId),
     ) -> JobId {
+        self.push_work(Work::Generate { params, checkpoint }, before_visible)
+    }
+
+    /// Append any job (see [`JobQueue::push`]).
+    pub fn push_work(&self, work: Work, before_visible: impl FnOnce(JobId)) -> JobId {
         let mut s = self.lock();
         s.next_id += 1;
         let id = s.next_id;
         before_visible(id);
         s.pending.push_back(Job {
             id,
-            params,
-            checkpoint,
+            work,
             cancel: CancelToken::new(),
         });
         self.wake.notify_all();
         id
+    }
+
+    /// Whether a waiting or running conversion already writes to `dst` (two jobs racing
+    /// for one folder: the second would fail only after the first finished).
+    pub fn converting_into(&self, dst: &Path) -> bool {
+        let s = self.lock();
+        s.running
+            .iter()
+            .chain(s.pending.iter())
+            .any(|j| matches!(&j.work, Work::Convert(c) if c.dst == dst))
     }
 
     pub fn snapshot(&self) -> QueueSnapshot {

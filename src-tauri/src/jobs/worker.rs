@@ -1,6 +1,7 @@
-//! The one MLX worker thread: takes jobs from the queue in order, runs the engine,
-//! streams progress and previews to a [`JobSink`], and publishes finished clips to the
-//! gallery (atomically; failed or cancelled runs leave nothing behind).
+//! The one MLX worker thread: takes jobs from the queue in order, runs the engine (or a
+//! checkpoint conversion), streams progress and previews to a [`JobSink`], and publishes
+//! finished clips to the gallery (atomically; failed or cancelled runs leave nothing
+//! behind).
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,10 +11,12 @@ use serde::Serialize;
 use wan::config::DEFAULT_NEG_PROMPT;
 use wan::pipeline::{Event, Stage};
 
+use super::convert::{self, Converted};
 use super::engine::Engine;
-use super::queue::{Job, JobId, JobQueue, QueueSnapshot};
+use super::queue::{Job, JobId, JobQueue, QueueSnapshot, Work};
 use crate::error::{AppError, AppResult};
 use crate::gallery::{self, ClipEntry, ClipRecord, Gallery, ModelIdentity};
+use crate::settings::SettingsStore;
 
 /// One live preview: every frame of the current x0 estimate, small.
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +51,18 @@ pub enum JobEvent {
     Finished {
         clip: Box<ClipEntry>,
     },
+    /// A conversion wrote `tensor`; `done_bytes` of `total_bytes` are written.
+    Convert {
+        tensor: String,
+        done_bytes: u64,
+        total_bytes: u64,
+        elapsed_s: f64,
+        eta_s: f64,
+    },
+    /// A conversion is complete (its folder renamed into place).
+    Converted {
+        result: Box<Converted>,
+    },
     Failed {
         error: AppError,
     },
@@ -62,13 +77,23 @@ pub trait JobSink: Send + Sync {
 
 pub type EngineFactory = Box<dyn FnOnce() -> Box<dyn Engine> + Send>;
 
+/// What the worker shares with the commands.
+pub struct WorkerContext {
+    pub queue: Arc<JobQueue>,
+    pub gallery: Arc<Gallery>,
+    /// A finished conversion may select its folder here.
+    pub settings: Arc<SettingsStore>,
+    pub sink: Arc<dyn JobSink>,
+}
+
 /// Start the worker thread. The engine is built on that thread and never leaves it.
-pub fn spawn(
-    queue: Arc<JobQueue>,
-    gallery: Arc<Gallery>,
-    sink: Arc<dyn JobSink>,
-    make_engine: EngineFactory,
-) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(ctx: WorkerContext, make_engine: EngineFactory) -> std::io::Result<JoinHandle<()>> {
+    let WorkerContext {
+        queue,
+        gallery,
+        settings,
+        sink,
+    } = ctx;
     std::thread::Builder::new()
         .name("mlx-worker".into())
         .spawn(move || {
@@ -77,17 +102,29 @@ pub fn spawn(
                 sink.queue_changed(queue.snapshot());
                 sink.job_event(job.id, JobEvent::Started);
                 let clip_id = gallery::new_clip_id();
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    run_job(engine.as_mut(), &job, &clip_id, &gallery, sink.as_ref())
+                let outcome = catch_unwind(AssertUnwindSafe(|| match &job.work {
+                    Work::Generate { .. } => {
+                        run_job(engine.as_mut(), &job, &clip_id, &gallery, sink.as_ref()).map(
+                            |clip| JobEvent::Finished {
+                                clip: Box::new(clip),
+                            },
+                        )
+                    }
+                    Work::Convert(c) => {
+                        let mut on_event = |ev| sink.job_event(job.id, ev);
+                        convert::run(c, &job.cancel, &settings, &mut on_event).map(|r| {
+                            JobEvent::Converted {
+                                result: Box::new(r),
+                            }
+                        })
+                    }
                 }))
                 .unwrap_or_else(|_| {
                     gallery.discard(&clip_id);
-                    Err(AppError::new("internal", "the engine panicked"))
+                    Err(AppError::new("internal", "the worker panicked"))
                 });
                 let event = match outcome {
-                    Ok(clip) => JobEvent::Finished {
-                        clip: Box::new(clip),
-                    },
+                    Ok(event) => event,
                     Err(e) if e.code == "cancelled" => JobEvent::Cancelled,
                     Err(error) => JobEvent::Failed { error },
                 };
@@ -152,12 +189,15 @@ fn run_job(
     gallery: &Gallery,
     sink: &dyn JobSink,
 ) -> AppResult<ClipEntry> {
+    let Work::Generate { params, checkpoint } = &job.work else {
+        return Err(AppError::new("internal", "not a generation job"));
+    };
     let staged = gallery.stage(id)?;
     let started = Instant::now();
     let mut on_event = |ev: Event| sink.job_event(job.id, to_job_event(ev));
     let result = engine.generate(
-        &job.checkpoint,
-        &job.params,
+        checkpoint,
+        params,
         &staged.join(gallery::CLIP),
         &mut on_event,
         &job.cancel,
@@ -168,14 +208,13 @@ fn run_job(
         gallery.commit(&ClipRecord {
             id: id.to_string(),
             created_unix_ms: gallery::now_ms(),
-            negative_prompt_used: job
-                .params
+            negative_prompt_used: params
                 .negative_prompt
                 .clone()
                 .unwrap_or_else(|| DEFAULT_NEG_PROMPT.to_string()),
-            params: job.params.clone(),
+            params: params.clone(),
             model: ModelIdentity {
-                path: job.checkpoint.clone(),
+                path: checkpoint.clone(),
                 name: r.model,
                 engine: engine.name().to_string(),
             },

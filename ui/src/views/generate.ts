@@ -344,7 +344,12 @@ export class GenerateView {
         el(
           "li",
           { "data-job": j.id },
-          el("span", { text: `${j.prompt.slice(0, 40)} · ${j.size[0]}×${j.size[1]} · ${j.steps} steps` }),
+          el("span", {
+            text:
+              j.kind === "convert"
+                ? j.prompt
+                : `${j.prompt.slice(0, 40)} · ${j.size[0]}×${j.size[1]} · ${j.steps} steps`,
+          }),
           button("↑", "Move up", () => void ipc.moveJob(j.id, Math.max(0, i - 1)), i === 0),
           button("×", "Remove", () => void ipc.cancelJob(j.id)),
         ),
