@@ -5,6 +5,7 @@
 pub mod adamw;
 pub mod checkpoint;
 pub mod data;
+pub mod finetune;
 pub mod grad_checkpoint;
 pub mod init;
 pub mod lora;
