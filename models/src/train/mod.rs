@@ -9,7 +9,6 @@ pub mod finetune;
 pub mod grad_checkpoint;
 pub mod init;
 pub mod lora;
-pub mod mp4;
 pub mod objective;
 pub mod scratch;
 pub mod trainer;
