@@ -127,7 +127,7 @@ fn main() -> Result<()> {
     cfg.sigma = SigmaSampling::parse(&a.sigma_sampling)?;
     cfg.save_every = a.save_every;
     if !a.max_grad_norm.is_finite() || a.max_grad_norm < 0.0 {
-        bail!("--max_grad_norm must be ≥ 0");
+        bail!("--max-grad-norm must be ≥ 0");
     }
     cfg.max_grad_norm = (a.max_grad_norm > 0.0).then_some(a.max_grad_norm);
     if a.bf16 {
