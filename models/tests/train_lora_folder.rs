@@ -1,7 +1,8 @@
 //! `train_lora` end to end on the tiny TI2V checkpoint: a dataset folder with hostile names
 //! (spaces, unicode) holding 2 mp4 clips and 1 png with captions; the first run encodes
-//! and caches all three, a second run (with `--grad-checkpoint`) hits the cache only; the
-//! cached latent equals a fresh VAE encode; the LoRA file merges into the DiT and changes
+//! and caches all three, a second run (with `--grad-checkpoint`) hits the cache only;
+//! `--resume` continues a run exactly; the cached latent equals a fresh VAE encode; an
+//! edited caption re-encodes only its text; the LoRA file merges into the DiT and changes
 //! its output (scale 0 leaves it untouched). A second folder with a broken video, a
 //! too-short clip and a caption-less image fails with all three named.
 use std::path::{Path, PathBuf};
@@ -10,8 +11,9 @@ use std::process::Command;
 use wan::checkpoint::Checkpoint;
 use wan::checkpoint::folder::Expert;
 use wan::dit::{DitInput, Timesteps};
-use wan::train::data::cache::{file_hash, latent_key, model_identity};
+use wan::train::data::cache::{CacheStats, file_hash, latent_key, model_identity};
 use wan::train::data::folder::{ClipSpec, DatasetFolder, MediaKind, clip_tensor, load_clip};
+use wan::train::finetune::{FinetuneConfig, prepare_data};
 use wan::train::lora::merge_lora;
 use wan::video::{Frames, write_mp4};
 
@@ -47,7 +49,7 @@ fn caption(dir: &Path, stem: &str, text: &str) {
     std::fs::write(dir.join(format!("{stem}.txt")), text).unwrap();
 }
 
-fn train(ckpt: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+fn train(ckpt: &Path, data: &Path, out: &Path, steps: u32, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_train_lora"))
         .args([
             "--ckpt",
@@ -56,9 +58,8 @@ fn train(ckpt: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::
             data.to_str().unwrap(),
         ])
         .args(["--out", out.to_str().unwrap()])
-        .args([
-            "--size", "64x64", "--frames", "5", "--steps", "3", "--rank", "4",
-        ])
+        .args(["--size", "64x64", "--frames", "5", "--rank", "4"])
+        .args(["--steps", &steps.to_string()])
         .args(["--lr", "1e-2", "--seed", "3", "--quiet"])
         .args(extra)
         .output()
@@ -124,7 +125,7 @@ fn train_lora_on_a_folder_caches_and_produces_a_usable_lora() {
 
     // Run 1: everything is encoded and cached.
     let out1 = tmp.join("out1");
-    let r = train(&ckpt, &data, &out1, &[]);
+    let r = train(&ckpt, &data, &out1, 3, &[]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let s1 = summary(&out1);
     assert_eq!(s1["items"], 3, "{s1}");
@@ -144,7 +145,7 @@ fn train_lora_on_a_folder_caches_and_produces_a_usable_lora() {
 
     // Run 2 (gradient checkpointing): nothing is re-encoded.
     let out2 = tmp.join("out2");
-    let r = train(&ckpt, &data, &out2, &["--grad-checkpoint"]);
+    let r = train(&ckpt, &data, &out2, 3, &["--grad-checkpoint"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let s2 = summary(&out2);
     assert_eq!(
@@ -163,6 +164,31 @@ fn train_lora_on_a_folder_caches_and_produces_a_usable_lora() {
         s2["first_loss"].as_f64().unwrap(),
     );
     assert!((l1 - l2).abs() <= 1e-4 * l1.abs(), "{l1} vs {l2}");
+
+    // Resuming run 2 to step 5 continues exactly like an uninterrupted 5-step run.
+    let r = train(&ckpt, &data, &out2, 5, &["--grad-checkpoint", "--resume"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(summary(&out2)["resumed_from"], 3);
+    let out5 = tmp.join("out5");
+    let r = train(&ckpt, &data, &out5, 5, &["--grad-checkpoint"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let losses = |out: &Path| -> Vec<f64> {
+        std::fs::read_to_string(out.join("train.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (resumed, straight) = (losses(&out2), losses(&out5));
+    assert_eq!(resumed.len(), 5, "the log continues on resume");
+    assert_eq!(
+        resumed, straight,
+        "resume must replay the uninterrupted run"
+    );
 
     // The cached latent of the first clip equals a fresh encode.
     let ck = Checkpoint::open(&ckpt).unwrap();
@@ -194,6 +220,24 @@ fn train_lora_on_a_folder_caches_and_produces_a_usable_lora() {
     .unwrap();
     assert!(max_diff(&st.array("latent").unwrap(), &fresh) < 1e-6);
     drop(vae);
+
+    // An edited caption re-encodes only that caption; a touched (unchanged) video nothing.
+    caption(&data, "clïp-2", "A green square slides left.");
+    let f = std::fs::File::options()
+        .append(true)
+        .open(&item.media)
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    let mut cfg = FinetuneConfig::new(ckpt.clone(), data.clone(), tmp.join("unused"));
+    cfg.spec = spec;
+    let stats = prepare_data(&cfg, &ck).unwrap().stats;
+    let want = CacheStats {
+        cached: 3,
+        encoded: 0,
+        text_cached: 2,
+        text_encoded: 1,
+    };
+    assert_eq!(stats, want);
 
     // The LoRA merges into the DiT (what `generate --lora` does) and changes its output.
     let lora = out1.join("lora.safetensors");
@@ -249,7 +293,7 @@ fn train_lora_on_a_folder_caches_and_produces_a_usable_lora() {
     caption(&bad, "short", "too short");
     std::fs::copy(data.join("still ✓.png"), bad.join("no caption.png")).unwrap();
     let out3 = tmp.join("out3");
-    let r = train(&ckpt, &bad, &out3, &[]);
+    let r = train(&ckpt, &bad, &out3, 3, &[]);
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     for name in [
@@ -266,7 +310,7 @@ fn train_lora_on_a_folder_caches_and_produces_a_usable_lora() {
     // An empty folder is an error too, not a panic.
     let empty = tmp.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let r = train(&ckpt, &empty, &tmp.join("out4"), &[]);
+    let r = train(&ckpt, &empty, &tmp.join("out4"), 3, &[]);
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("no training media"));
     std::fs::remove_dir_all(&tmp).unwrap();

@@ -2,7 +2,8 @@
 //! (official or converted folder; ti2v-5B, or one expert of t2v-A14B) on a folder of
 //! captioned videos/images. Latents and text contexts are cached in `DATA/.wan_cache/`
 //! (or `--cache DIR`). Writes `OUT/lora.safetensors` (load it with `generate --lora`),
-//! `OUT/train.jsonl` (one JSON line per step) and `OUT/summary.json`.
+//! `OUT/train.jsonl` (one JSON line per step), `OUT/summary.json` and
+//! `OUT/checkpoint.safetensors` (`--resume` continues from it).
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -77,9 +78,12 @@ struct Args {
     /// σ sampling: uniform | shift:S | logit_normal:MEAN:STD:SHIFT.
     #[arg(long, default_value = "uniform")]
     sigma_sampling: String,
-    /// Also save lora.safetensors every N steps (0 = only at the end).
+    /// Also save lora.safetensors and the training state every N steps (0 = only at the end).
     #[arg(long, default_value_t = 0)]
     save_every: u64,
+    /// Continue from OUT/checkpoint.safetensors (adapters, optimizer, step, RNG) up to --steps.
+    #[arg(long)]
+    resume: bool,
     /// Global-norm gradient clipping (0 = off).
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
@@ -126,6 +130,7 @@ fn main() -> Result<()> {
     cfg.seed = a.seed;
     cfg.sigma = SigmaSampling::parse(&a.sigma_sampling)?;
     cfg.save_every = a.save_every;
+    cfg.resume = a.resume;
     if !a.max_grad_norm.is_finite() || a.max_grad_norm < 0.0 {
         bail!("--max-grad-norm must be ≥ 0");
     }
@@ -144,7 +149,7 @@ fn main() -> Result<()> {
     }
     let s = finetune::run(&cfg, &mut |st| {
         bar.set_message(format!("loss {:.4}", st.loss));
-        bar.inc(1);
+        bar.set_position(st.step);
     })
     .with_context(|| format!("LoRA training on {}", cfg.data.display()))?;
     bar.finish_and_clear();

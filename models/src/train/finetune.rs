@@ -2,7 +2,8 @@
 //! scan the folder → latents and text contexts from the cache (encoding what is missing,
 //! then dropping the VAE and T5) → DiT + LoRA adapters → flow-matching steps with
 //! [`Trainer`] → `OUT/lora.safetensors` (community key names, see `train::lora`),
-//! `OUT/train.jsonl`, `OUT/summary.json`.
+//! `OUT/train.jsonl`, `OUT/summary.json`, and `OUT/checkpoint.safetensors` (the training
+//! state: `resume` continues from it exactly).
 //!
 //! Batches: a micro-batch holds `batch` clips of the same latent shape (videos and images
 //! give different shapes), drawn uniformly with replacement. A14B experts train only on
@@ -21,6 +22,7 @@ use crate::checkpoint::folder::Expert;
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::train::adamw::{AdamWConfig, LrSchedule};
+use crate::train::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::train::data::cache::{self, CacheStats, CachedItem, EncoderIds};
 use crate::train::data::folder::{ClipSpec, DatasetFolder};
 use crate::train::lora::{LoraConfig, LoraWan};
@@ -51,8 +53,12 @@ pub struct FinetuneConfig {
     pub grad_checkpoint: bool,
     pub seed: u64,
     pub sigma: SigmaSampling,
-    /// Also write `lora.safetensors` every N steps (0 = only at the end).
+    /// Also write `lora.safetensors` and the training state every N steps (0 = only at
+    /// the end).
     pub save_every: u64,
+    /// Continue from `OUT/checkpoint.safetensors` (adapters, AdamW state, step, RNG) if
+    /// it exists.
+    pub resume: bool,
     /// DiT compute dtype (float32 on CPU, bf16 on Metal); adapters stay float32.
     pub dtype: Dtype,
 }
@@ -83,6 +89,7 @@ impl FinetuneConfig {
             seed: 42,
             sigma: SigmaSampling::Uniform,
             save_every: 0,
+            resume: false,
             dtype: Dtype::Float32,
         }
     }
@@ -118,6 +125,9 @@ pub struct FinetuneSummary {
     #[serde(flatten)]
     pub cache: CacheStats,
     pub steps: u64,
+    /// Step the run continued from (0: a fresh run).
+    pub resumed_from: u64,
+    /// Loss of the first step this invocation took.
     pub first_loss: f32,
     pub final_loss: f32,
     /// Mean loss over the last min(10, steps) steps.
@@ -279,8 +289,16 @@ pub fn run(cfg: &FinetuneConfig, on_step: &mut dyn FnMut(&StepStats)) -> Result<
         .map(|a| a.lora_a.size() + a.lora_b.size())
         .sum();
 
+    let state_path = cfg.out.join("checkpoint.safetensors");
+    let resuming = cfg.resume && state_path.is_file();
     let log_path = cfg.out.join("train.jsonl");
-    let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resuming)
+        .truncate(!resuming)
+        .open(&log_path)
+        .map_err(|e| Error::io(&log_path, e))?;
     let mut trainer = Trainer::new(
         AdamWConfig {
             weight_decay: cfg.weight_decay,
@@ -294,12 +312,31 @@ pub fn run(cfg: &FinetuneConfig, on_step: &mut dyn FnMut(&StepStats)) -> Result<
     )
     .with_log(Box::new(std::io::BufWriter::new(log)));
     trainer.grad_checkpoint = cfg.grad_checkpoint;
+    let mut start = 1;
+    if resuming {
+        // Adapters, AdamW moments, step and RNG restored bit for bit: the next steps are
+        // those of an uninterrupted run (test `train_lora_folder`).
+        let r = load_checkpoint(&state_path, &mut lora, &mut trainer)?;
+        if r.step >= cfg.steps {
+            return Err(Error::Input(format!(
+                "{} is already at step {}; ask for more --steps to continue",
+                state_path.display(),
+                r.step
+            )));
+        }
+        rng = r.rng;
+        start = r.step + 1;
+    }
+    let state_meta = BTreeMap::from([
+        ("rank".to_string(), cfg.lora.rank.to_string()),
+        ("targets".to_string(), cfg.lora.targets.join(",")),
+    ]);
 
     let lora_path = cfg.out.join("lora.safetensors");
     let _ = mlx_rs::memory::reset_peak_memory();
     let t1 = Instant::now();
     let mut losses = Vec::with_capacity(cfg.steps as usize);
-    for step in 1..=cfg.steps {
+    for step in start..=cfg.steps {
         let micro = (0..cfg.accumulate)
             .map(|_| {
                 draw_batch(
@@ -316,13 +353,13 @@ pub fn run(cfg: &FinetuneConfig, on_step: &mut dyn FnMut(&StepStats)) -> Result<
         let stats = trainer.step(&mut lora, &micro)?;
         losses.push(stats.loss);
         on_step(&stats);
-        if cfg.save_every > 0 && step % cfg.save_every == 0 && step < cfg.steps {
+        if step == cfg.steps || (cfg.save_every > 0 && step.is_multiple_of(cfg.save_every)) {
             lora.save(&lora_path)?;
+            save_checkpoint(&state_path, &lora, &trainer, &rng, &state_meta)?;
         }
     }
     let seconds_train = t1.elapsed().as_secs_f64();
     let peak_memory_bytes = mlx_rs::memory::peak_memory().unwrap_or(0);
-    lora.save(&lora_path)?;
 
     let tail = &losses[losses.len().saturating_sub(10)..];
     let summary = FinetuneSummary {
@@ -331,6 +368,7 @@ pub fn run(cfg: &FinetuneConfig, on_step: &mut dyn FnMut(&StepStats)) -> Result<
         items: items.len(),
         cache: prepared.stats,
         steps: cfg.steps,
+        resumed_from: start - 1,
         first_loss: losses[0],
         final_loss: losses[losses.len() - 1],
         mean_last_loss: tail.iter().sum::<f32>() / tail.len() as f32,
