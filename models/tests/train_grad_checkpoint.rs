@@ -89,12 +89,17 @@ fn trainer_steps_agree_with_and_without_checkpointing() {
     let Some(model) = base() else { return };
     let b = batch(model.config.text_dim, model.config.in_dim);
     let run = |ckpt: bool| {
-        let mut l = lora(base().unwrap());
+        let m = base().unwrap();
+        let w0 = (*m.blocks[1].ffn.fc1.weight).clone();
+        let mut l = lora(m);
         let mut t = Trainer::new(AdamWConfig::default(), LrSchedule::constant(1e-3));
         t.grad_checkpoint = ckpt;
         let losses: Vec<f32> = (0..2)
             .map(|_| t.step(&mut l, &[b.clone(), b.clone()]).unwrap().loss)
             .collect();
+        // Merged weights live only inside a step's graph, never in the base (memory).
+        let w = l.base.blocks[1].ffn.fc1.weight.subtract(&w0).unwrap();
+        assert_eq!(max_abs(&w), 0.0, "merged weights left in the base");
         (losses, (*l.adapters[3].lora_a).clone())
     };
     let (plain, a0) = run(false);

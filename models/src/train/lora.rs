@@ -206,6 +206,14 @@ impl LoraWan {
         Ok(())
     }
 
+    /// Put the frozen base weights back into every site (undo [`Self::apply`]).
+    fn restore(&mut self) -> Result<()> {
+        for (i, (b, t)) in self.sites.iter().enumerate() {
+            *linear_mut(&mut self.base, *b, t)?.weight = self.base_weights[i].clone();
+        }
+        Ok(())
+    }
+
     /// The adapters as named tensors in the community format (see the module docs).
     pub fn tensors(&self) -> BTreeMap<String, Array> {
         let mut out = BTreeMap::new();
@@ -243,7 +251,12 @@ impl FlowModel for LoraWan {
     }
     fn predict(&mut self, x_t: &Array, t: &Timesteps, context: &[Array]) -> Result<Array> {
         self.apply(1.0)?;
-        self.base.predict(x_t, t, context)
+        let out = self.base.predict(x_t, t, context);
+        // The graph holds the merged weights it needs; the base goes back to its own
+        // weights so merged copies do not outlive the step (they would double the memory
+        // of every adapted Linear).
+        self.restore()?;
+        out
     }
     fn checkpointed_loss_and_grads(&mut self, batch: &FlowBatch) -> Result<(Array, Params)> {
         crate::train::grad_checkpoint::lora_loss_and_grads(self, batch)
