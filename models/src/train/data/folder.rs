@@ -330,6 +330,45 @@ mod tests {
     }
 
     #[test]
+    fn scan_pairs_captions_and_collects_every_problem() {
+        let dir = std::env::temp_dir().join(format!("wan-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(".wan_cache")).unwrap();
+        let put = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        put("b clip.MP4", "x");
+        put("b clip.txt", "  a fox \n");
+        put("a.png", "x");
+        put("a.txt", "a still");
+        put("empty.jpg", "x");
+        put("empty.txt", " \n");
+        put("lonely.webm", "x");
+        put(".hidden.mp4", "x");
+        put("readme.md", "not media");
+        let ds = DatasetFolder::scan(&dir).unwrap();
+        let names: Vec<String> = ds.items.iter().map(Item::name).collect();
+        assert_eq!(names, ["a.png", "b clip.MP4"]);
+        assert_eq!(ds.items[1].caption, "a fox");
+        assert_eq!(ds.items[1].kind, MediaKind::Video);
+        let err = ds
+            .check(&["c.mp4: unreadable".into()])
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "3 problem(s)",
+            "empty.jpg: caption is empty",
+            "lonely.webm: no caption",
+            "c.mp4",
+        ] {
+            assert!(err.contains(want), "`{want}` not in {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            DatasetFolder::scan(&dir).is_err(),
+            "a missing folder is an error"
+        );
+    }
+
+    #[test]
     fn clip_tensor_is_channels_first_in_unit_range() {
         // 2 frames of 1×2 px: frame 0 black/white, frame 1 red/blue.
         let f = Frames {
