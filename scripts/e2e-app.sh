@@ -29,7 +29,10 @@ if [[ ! -x $td ]]; then
 fi
 stamp "tauri-driver $td_version ok"
 
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+# Rebuild the UI only when missing or older than its sources (test.sh has just built it).
+if [[ ! -f ui/dist/index.html ]] || [[ -n $(find ui/src ui/index.html ui/package-lock.json -newer ui/dist/index.html | head -1) ]]; then
+  (cd ui && { [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build)
+fi
 stamp "ui built"
 cargo build -p wan-studio --locked
 stamp "app built"
@@ -42,9 +45,8 @@ art=$root/test-artifacts
 rm -rf "$art" && mkdir -p "$art"
 
 export WAN_STUDIO_DATA_DIR=$data
-# `fake` until WanEngine (src-tauri/src/jobs/engine.rs) calls wan::pipeline::generate;
-# then switch the default to `wan` (the real MLX pipeline on the tiny checkpoint).
-export WAN_STUDIO_ENGINE=${WAN_STUDIO_ENGINE:-fake}
+# The real MLX pipeline on the tiny checkpoint (`fake` is the weights-free stand-in).
+export WAN_STUDIO_ENGINE=${WAN_STUDIO_ENGINE:-wan}
 # Headless WebKitGTK in a container: no GPU, often root (the bubblewrap sandbox cannot start).
 export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1 LIBGL_ALWAYS_SOFTWARE=1
 [[ $(id -u) == 0 ]] && export WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS=1

@@ -117,9 +117,14 @@ fn samples_are_written_as_mp4_when_ffmpeg_exists() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("clip.mp4");
     let rgb: Vec<f32> = (0..3 * 2 * 8 * 8).map(|i| (i % 7) as f32 / 7.0).collect();
-    wan::train::mp4::write_mp4(&p, &rgb, 2, 8, 8, 4, 4).unwrap();
+    let frames = wan::train::scratch::planar_frames(&rgb, 2, 8, 8, 4).unwrap();
+    assert_eq!(
+        (frames.width, frames.height, frames.frames.len()),
+        (32, 32, 2)
+    );
+    wan::video::write_mp4(&p, &frames, 4).unwrap();
     let bytes = std::fs::read(&p).unwrap();
     assert!(bytes.len() > 100 && &bytes[4..8] == b"ftyp", "not an mp4");
-    assert!(wan::train::mp4::write_mp4(&p, &rgb[1..], 2, 8, 8, 4, 4).is_err());
+    assert!(wan::train::scratch::planar_frames(&rgb[1..], 2, 8, 8, 4).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }

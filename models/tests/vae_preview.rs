@@ -92,3 +92,61 @@ fn previewer_round_trips_through_its_file_and_refuses_bad_input() {
         "input"
     );
 }
+
+/// Official folders ship no previewer: `ensure_previewer` fits one on first use, stores it
+/// in the cache folder keyed by the VAE file, reads it back next time (same factors), and
+/// refits over a corrupt cache entry instead of failing.
+#[test]
+fn ensure_previewer_fits_once_per_vae_and_caches_it() {
+    use wan::vae::preview::{PreviewSource, ensure_previewer};
+    let Some(dir) = common::fixture("checkpoints/ti2v_tiny") else {
+        return;
+    };
+    let ck = wan::checkpoint::Checkpoint::open(&dir).unwrap();
+    let vae = ck.load_vae().unwrap();
+    let file = ck.vae.clone().unwrap();
+    let cache_dir = std::env::temp_dir().join(format!("wan-preview-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    struct Cleanup<'a>(&'a std::path::Path);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+    let _cleanup = Cleanup(&cache_dir);
+
+    let (first, src) = ensure_previewer(&vae, &dir, &file, cache_dir.as_path()).unwrap();
+    assert_eq!(src, PreviewSource::Fitted);
+    let stored: Vec<_> = std::fs::read_dir(cache_dir.as_path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(first.z_dim, vae.cfg.z_dim);
+
+    let (again, src) = ensure_previewer(&vae, &dir, &file, cache_dir.as_path()).unwrap();
+    assert_eq!(src, PreviewSource::Cache);
+    assert_eq!(
+        host_f32(&again.weight).unwrap(),
+        host_f32(&first.weight).unwrap()
+    );
+    assert_eq!(
+        host_f32(&again.bias).unwrap(),
+        host_f32(&first.bias).unwrap()
+    );
+
+    // The previews it makes have one frame per latent frame, at p× the latent grid.
+    let latent =
+        mlx_rs::random::normal::<f32>(&[vae.cfg.z_dim, 2, 3, 4][..], None, None, None).unwrap();
+    let pv = again.preview(&latent).unwrap();
+    let p = vae.cfg.patch() as u32;
+    assert_eq!((pv.frames.len(), pv.width, pv.height), (2, 4 * p, 3 * p));
+
+    std::fs::write(&stored[0], b"not a safetensors file").unwrap();
+    let (_, src) = ensure_previewer(&vae, &dir, &file, cache_dir.as_path()).unwrap();
+    assert_eq!(src, PreviewSource::Fitted);
+    assert!(
+        Previewer::load(&stored[0]).is_ok(),
+        "corrupt entry replaced"
+    );
+}

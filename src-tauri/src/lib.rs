@@ -42,7 +42,10 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         "fake" => {
             Box::new(|| Box::new(FakeEngine::new(Duration::from_millis(300))) as Box<dyn Engine>)
         }
-        _ => Box::new(|| Box::new(WanEngine) as Box<dyn Engine>),
+        _ => {
+            let preview_cache = data_dir.join("previewers");
+            Box::new(move || Box::new(WanEngine { preview_cache }) as Box<dyn Engine>)
+        }
     };
     let settings = Arc::new(settings::SettingsStore::open(&data_dir));
     let ctx = jobs::WorkerContext {

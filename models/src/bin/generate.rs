@@ -267,6 +267,7 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
             dtype,
             one_expert_at_a_time: args.low_memory,
             lora: args.lora.clone().map(|p| (p, args.lora_scale)),
+            preview_cache: None,
         },
     )?;
     let load_s = t_load.elapsed().as_secs_f64();

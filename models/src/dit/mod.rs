@@ -7,4 +7,4 @@ pub mod model;
 pub mod rope;
 
 pub use config::{ModelType, WanConfig};
-pub use model::{DitInput, Timesteps, Trace, WanModel};
+pub use model::{DitInput, Stem, Timesteps, Trace, WanModel};

@@ -283,6 +283,62 @@ impl WanModel {
         context: &Array,
         mut trace: Option<&mut Trace>,
     ) -> Result<Array> {
+        let stem = self.stem(x, y, t, context)?;
+        let mut h = stem.h.clone();
+        if let Some(tr) = trace.as_deref_mut() {
+            let (b, l, d) = (h.shape()[0], h.shape()[1], self.config.dim);
+            let full = |a: &Array, tail: &[i32]| -> Result<Array> {
+                let g = a.take_axis(&stem.index, 0)?; // [B, Li, ...]
+                let mut shape = vec![b, l];
+                shape.extend_from_slice(tail);
+                Ok(mlx_rs::ops::broadcast_to(&g, &shape)?)
+            };
+            tr.insert("patch_embedding".into(), h.clone());
+            tr.insert("e".into(), full(&stem.e, &[d])?);
+            tr.insert("e0".into(), full(&stem.e0, &[6, d])?);
+            tr.insert("context_emb".into(), context.clone());
+            let g: Vec<i64> = stem.grid.iter().map(|&v| v as i64).collect();
+            tr.insert("grid_sizes".into(), Array::from_slice(&g, &[1, 3]));
+        }
+
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut bt = trace.as_ref().map(|_| BlockTrace::default());
+            h = block.forward(
+                &h,
+                &stem.e0,
+                &stem.index,
+                context,
+                &stem.rope(),
+                bt.as_mut(),
+            )?;
+            if let (Some(tr), Some(bt)) = (trace.as_deref_mut(), bt) {
+                tr.insert(format!("block{i}_self_attn"), bt.self_attn.expect("traced"));
+                tr.insert(
+                    format!("block{i}_cross_attn"),
+                    bt.cross_attn.expect("traced"),
+                );
+                tr.insert(format!("block{i}_ffn"), bt.ffn.expect("traced"));
+                tr.insert(format!("block{i}_out"), h.clone());
+            }
+        }
+
+        let out = self.head_tokens(&h, &stem)?;
+        if let Some(tr) = trace {
+            tr.insert("head_out".into(), out.clone());
+        }
+        self.unpatchify(&out, stem.grid)
+    }
+
+    /// Everything before the blocks: input checks, patch embedding, time embedding and
+    /// RoPE tables. Public so the gradient-checkpointed trainer can drive the blocks one by
+    /// one (`train::grad_checkpoint`); `context` is already embedded `[B, text_len, D]`.
+    pub fn stem(
+        &self,
+        x: &Array,
+        y: Option<&Array>,
+        t: &Timesteps,
+        context: &Array,
+    ) -> Result<Stem> {
         let c = &self.config;
         if x.ndim() != 5 {
             return Err(Error::Input(format!(
@@ -313,8 +369,8 @@ impl WanModel {
         let (patches, grid) = self.patchify(&x)?;
         let l = patches.shape()[1];
         let w = self.patch_embedding.weight.reshape(&[c.dim, -1])?;
-        let mut h = cast(&patches, w.dtype())?.matmul(w.t())?;
-        h = cast(&h, Dtype::Float32)?.add(cast(&self.patch_embedding.bias, Dtype::Float32)?)?;
+        let h = cast(&patches, w.dtype())?.matmul(w.t())?;
+        let h = cast(&h, Dtype::Float32)?.add(cast(&self.patch_embedding.bias, Dtype::Float32)?)?;
 
         // Time embedding, once per distinct t: e [U, D], e0 [U, 6, D].
         let (uniq, index) = self.timestep_index(t, b, l)?;
@@ -328,59 +384,63 @@ impl WanModel {
             .fc
             .forward(&mlx_rs::nn::silu(&e)?)?
             .reshape(&[uniq.len() as i32, 6, c.dim])?;
+        let (cos, sin) = self.rope(grid)?;
+        Ok(Stem {
+            h,
+            e,
+            e0,
+            index,
+            cos,
+            sin,
+            grid,
+        })
+    }
 
-        let (cos, sin_t) = self.rope(grid)?;
-        let rope = Rope {
-            cos: &cos,
-            sin: &sin_t,
-        };
-
-        if let Some(tr) = trace.as_deref_mut() {
-            let full = |a: &Array, tail: &[i32]| -> Result<Array> {
-                let g = a.take_axis(&index, 0)?; // [B, Li, ...]
-                let mut shape = vec![b, l];
-                shape.extend_from_slice(tail);
-                Ok(mlx_rs::ops::broadcast_to(&g, &shape)?)
-            };
-            tr.insert("patch_embedding".into(), h.clone());
-            tr.insert("e".into(), full(&e, &[c.dim])?);
-            tr.insert("e0".into(), full(&e0, &[6, c.dim])?);
-            tr.insert("context_emb".into(), context.clone());
-            let g: Vec<i64> = grid.iter().map(|&v| v as i64).collect();
-            tr.insert("grid_sizes".into(), Array::from_slice(&g, &[1, 3]));
-        }
-
-        for (i, block) in self.blocks.iter().enumerate() {
-            let mut bt = trace.as_ref().map(|_| BlockTrace::default());
-            h = block.forward(&h, &e0, &index, context, &rope, bt.as_mut())?;
-            if let (Some(tr), Some(bt)) = (trace.as_deref_mut(), bt) {
-                tr.insert(format!("block{i}_self_attn"), bt.self_attn.expect("traced"));
-                tr.insert(
-                    format!("block{i}_cross_attn"),
-                    bt.cross_attn.expect("traced"),
-                );
-                tr.insert(format!("block{i}_ffn"), bt.ffn.expect("traced"));
-                tr.insert(format!("block{i}_out"), h.clone());
-            }
-        }
-
-        // Head: modulation + e (the time embedding before the projection) → shift, scale.
-        let hm = self.head.modulation.add(e.expand_dims(1)?)?; // [U, 2, D]
+    /// The head on the last block's tokens `[B, L, D]` → `[B, L, pt·ph·pw·C_out]` float32:
+    /// modulation + e (the time embedding before the projection) → shift, scale.
+    pub fn head_tokens(&self, h: &Array, stem: &Stem) -> Result<Array> {
+        let (d, u) = (self.config.dim, stem.e.shape()[0]);
+        let hm = self.head.modulation.add(stem.e.expand_dims(1)?)?; // [U, 2, D]
         let pick = |i: i32| -> Result<Array> {
-            let rows = hm
-                .take_axis(Array::from_int(i), 1)?
-                .reshape(&[uniq.len() as i32, c.dim])?;
-            Ok(rows.take_axis(&index, 0)?)
+            let rows = hm.take_axis(Array::from_int(i), 1)?.reshape(&[u, d])?;
+            Ok(rows.take_axis(&stem.index, 0)?)
         };
-        let hn = fast::layer_norm(&h, None, None, c.eps as f32)?;
+        let hn = fast::layer_norm(h, None, None, self.config.eps as f32)?;
         let hn = hn
             .multiply(Array::from_f32(1.0).add(pick(1)?)?)?
             .add(pick(0)?)?;
-        let out = cast(&self.head.head.forward(&hn)?, Dtype::Float32)?;
-        if let Some(tr) = trace {
-            tr.insert("head_out".into(), out.clone());
+        cast(&self.head.head.forward(&hn)?, Dtype::Float32)
+    }
+
+    /// [`Self::head_tokens`] then unpatchify → `[B, C_out, F, H, W]` float32.
+    pub fn head_forward(&self, h: &Array, stem: &Stem) -> Result<Array> {
+        self.unpatchify(&self.head_tokens(h, stem)?, stem.grid)
+    }
+}
+
+/// What the blocks consume besides their own weights (see [`WanModel::stem`]).
+#[derive(Debug, Clone)]
+pub struct Stem {
+    /// Patch-embedded tokens `[B, L, D]` float32 (the first block's input).
+    pub h: Array,
+    /// Time embedding per distinct timestep `[U, D]` (the head's modulation input).
+    pub e: Array,
+    /// Time projection per distinct timestep `[U, 6, D]` (the blocks' modulation input).
+    pub e0: Array,
+    /// Row of `e`/`e0` for each token `[B, Li]`.
+    pub index: Array,
+    pub cos: Array,
+    pub sin: Array,
+    /// Token grid (F/pt, H/ph, W/pw).
+    pub grid: [usize; 3],
+}
+
+impl Stem {
+    pub fn rope(&self) -> Rope<'_> {
+        Rope {
+            cos: &self.cos,
+            sin: &self.sin,
         }
-        self.unpatchify(&out, grid)
     }
 }
 

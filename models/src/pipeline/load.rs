@@ -12,7 +12,7 @@ use crate::checkpoint::folder::{Checkpoint, Expert};
 use crate::config::Task;
 use crate::dit::WanModel;
 use crate::error::{Error, Result};
-use crate::vae::preview::Previewer;
+use crate::vae::preview::{Previewer, ensure_previewer};
 
 /// Loading knobs (ours, in place of `--offload_model` / `--convert_model_dtype`).
 #[derive(Debug, Clone)]
@@ -24,6 +24,9 @@ pub struct LoadOptions {
     /// A LoRA file (`train::lora` / community key names) merged into every DiT at load with
     /// this scale, before the compute-dtype cast (the merge itself runs in float32).
     pub lora: Option<(std::path::PathBuf, f32)>,
+    /// Folder for previewers fitted on first use (folders without `preview_mlx.safetensors`,
+    /// e.g. official ones); `None`: previews only where the folder has one.
+    pub preview_cache: Option<std::path::PathBuf>,
 }
 
 /// Loaded models of one task.
@@ -161,9 +164,23 @@ pub fn load_models(
     opts: &LoadOptions,
 ) -> Result<(Box<dyn LatentVae>, Experts)> {
     let dir = ck.root.as_path();
+    let wan_vae = ck.load_vae()?;
+    let previewer = match (&opts.preview_cache, &ck.vae) {
+        (Some(cache), Some(file)) => {
+            // Previews are a convenience: a failed fit costs the previews, not the run.
+            match ensure_previewer(&wan_vae, dir, file, cache) {
+                Ok((p, _)) => Some(p),
+                Err(e) => {
+                    eprintln!("warning: no live previews: {e}");
+                    None
+                }
+            }
+        }
+        _ => Previewer::load_beside(dir)?,
+    };
     let vae: Box<dyn LatentVae> = Box::new(VaeComponent {
-        vae: ck.load_vae()?,
-        previewer: Previewer::load_beside(dir)?,
+        vae: wan_vae,
+        previewer,
     });
     let dtype = opts.dtype;
     let lora = opts.lora.clone();

@@ -25,10 +25,12 @@ use mlx_rs::module::{ModuleParameters as _, Param};
 use mlx_rs::{Array, Dtype};
 
 use crate::checkpoint::safetensors::{SafeTensors, save};
+use crate::dit::block::WanAttentionBlock;
 use crate::dit::{Timesteps, WanConfig, WanModel};
 use crate::error::{Error, Result};
 use crate::nn::Linear;
-use crate::train::objective::Rng;
+use crate::train::adamw::Params;
+use crate::train::objective::{FlowBatch, Rng};
 use crate::train::trainer::FlowModel;
 
 /// Every Linear a LoRA can target inside a block (official key segments).
@@ -93,6 +95,14 @@ fn linear_mut<'m>(model: &'m mut WanModel, b: usize, target: &str) -> Result<&'m
         .blocks
         .get_mut(b)
         .ok_or_else(|| Error::Input(format!("LoRA block {b}: the model has {n} blocks")))?;
+    block_linear_mut(block, target)
+}
+
+/// The Linear of one block named by an official target segment.
+pub(crate) fn block_linear_mut<'m>(
+    block: &'m mut WanAttentionBlock,
+    target: &str,
+) -> Result<&'m mut Linear> {
     Ok(match target {
         "self_attn.q" => &mut block.self_attn.q,
         "self_attn.k" => &mut block.self_attn.k,
@@ -106,6 +116,16 @@ fn linear_mut<'m>(model: &'m mut WanModel, b: usize, target: &str) -> Result<&'m
         "ffn.2" => &mut block.ffn.fc2,
         other => return Err(Error::Input(format!("unknown LoRA target `{other}`"))),
     })
+}
+
+/// `W0 + k·B·A` computed in float32, returned in `W0`'s dtype (the merged weight a LoRA
+/// site computes with; `k = scale·α/r`).
+pub(crate) fn merged_weight(w0: &Array, a: &Array, b: &Array, k: f32) -> Result<Array> {
+    let delta = b.matmul(a)?.multiply(Array::from_f32(k))?;
+    Ok(w0
+        .as_dtype(Dtype::Float32)?
+        .add(delta)?
+        .as_dtype(w0.dtype())?)
 }
 
 #[derive(Debug, Clone, ModuleParameters)]
@@ -166,22 +186,30 @@ impl LoraWan {
         })
     }
 
+    /// The frozen base weight of adapter `i`'s site (before any merge).
+    pub(crate) fn base_weight(&self, i: usize) -> &Array {
+        &self.base_weights[i]
+    }
+
     pub fn scale(&self) -> f32 {
         self.config.alpha / self.config.rank as f32
     }
 
     /// Write `W + s·(α/r)·B·A` into every site (in the weight's dtype).
     fn apply(&mut self, s: f32) -> Result<()> {
-        let k = Array::from_f32(s * self.scale());
+        let k = s * self.scale();
         for (i, (b, t)) in self.sites.iter().enumerate() {
             let ad = &self.adapters[i];
-            let w0 = &self.base_weights[i];
-            let delta = ad.lora_b.matmul(&*ad.lora_a)?.multiply(&k)?;
-            let w = w0
-                .as_dtype(Dtype::Float32)?
-                .add(delta)?
-                .as_dtype(w0.dtype())?;
+            let w = merged_weight(&self.base_weights[i], &ad.lora_a, &ad.lora_b, k)?;
             *linear_mut(&mut self.base, *b, t)?.weight = w;
+        }
+        Ok(())
+    }
+
+    /// Put the frozen base weights back into every site (undo [`Self::apply`]).
+    fn restore(&mut self) -> Result<()> {
+        for (i, (b, t)) in self.sites.iter().enumerate() {
+            *linear_mut(&mut self.base, *b, t)?.weight = self.base_weights[i].clone();
         }
         Ok(())
     }
@@ -223,7 +251,15 @@ impl FlowModel for LoraWan {
     }
     fn predict(&mut self, x_t: &Array, t: &Timesteps, context: &[Array]) -> Result<Array> {
         self.apply(1.0)?;
-        self.base.predict(x_t, t, context)
+        let out = self.base.predict(x_t, t, context);
+        // The graph holds the merged weights it needs; the base goes back to its own
+        // weights so merged copies do not outlive the step (they would double the memory
+        // of every adapted Linear).
+        self.restore()?;
+        out
+    }
+    fn checkpointed_loss_and_grads(&mut self, batch: &FlowBatch) -> Result<(Array, Params)> {
+        crate::train::grad_checkpoint::lora_loss_and_grads(self, batch)
     }
 }
 

@@ -13,13 +13,14 @@ use mlx_rs::{Array, Dtype};
 use crate::checkpoint::safetensors::save;
 use crate::dit::{ModelType, Timesteps, WanConfig, WanModel};
 use crate::error::{Error, Result};
+use crate::solvers::{Euler, Schedule};
 use crate::train::checkpoint::{export_dit, load_checkpoint, save_checkpoint};
 use crate::train::data::synthetic::{self, ClipSpec, ClipStats, SyntheticConfig};
 use crate::train::init::init_weights;
-use crate::train::mp4::write_mp4;
-use crate::train::objective::{FlowBatch, Rng, SigmaSampling, shift_sigma};
+use crate::train::objective::{FlowBatch, Rng, SigmaSampling};
 use crate::train::trainer::{FlowModel, Trainer, eval_loss};
 use crate::train::{AdamWConfig, LrSchedule};
+use crate::video::{Frames, write_mp4};
 
 #[derive(Debug, Clone)]
 pub struct ScratchConfig {
@@ -158,7 +159,8 @@ fn val_loss<M: FlowModel>(model: &mut M, set: &[FlowBatch]) -> Result<f32> {
     Ok(total / set.iter().map(FlowBatch::batch_size).sum::<usize>().max(1) as f32)
 }
 
-/// Flow Euler sampling: σ_k = shift(1 − k/steps), `x ← x + (σ_{k+1} − σ_k)·v(x, 1000σ_k)`.
+/// Flow Euler sampling with [`Euler`] on the σ grid `shift(1 − k/steps)` (the DPM++ grid,
+/// σ₀ = 1); the DiT gets the continuous `t = 1000·σ_k` it was trained with.
 pub fn sample_euler(
     model: &WanModel,
     noise: &Array,
@@ -168,17 +170,47 @@ pub fn sample_euler(
 ) -> Result<Array> {
     let ctx = model.embed_context(context)?;
     let b = noise.shape()[0] as usize;
-    let sig: Vec<f64> = (0..=steps)
-        .map(|k| shift_sigma(1.0 - k as f64 / steps as f64, shift))
-        .collect();
+    let mut solver = Euler::new(Schedule::dpmpp(steps, shift)?);
     let mut x = noise.clone();
     for k in 0..steps {
-        let t = Timesteps::PerSample(vec![(sig[k] * 1000.0) as f32; b]);
+        let t = Timesteps::PerSample(vec![solver.schedule().sigmas[k] * 1000.0; b]);
         let v = model.forward_embedded(&x, None, &t, &ctx, None)?;
-        x = x.add(v.multiply(Array::from_f32((sig[k + 1] - sig[k]) as f32))?)?;
+        x = solver.step(&v, k, &x)?.sample;
         x.eval()?;
     }
     Ok(x)
+}
+
+/// Planar RGB `[3, F, H, W]` in [0, 1] → RGB8 frames blown up `scale`× (nearest), so the
+/// tiny clips are viewable as mp4.
+pub fn planar_frames(rgb: &[f32], f: usize, h: usize, w: usize, scale: usize) -> Result<Frames> {
+    let n = f * h * w;
+    if rgb.len() != 3 * n || n == 0 || scale == 0 {
+        return Err(Error::Input(format!(
+            "{} values for 3×{f}×{h}×{w} (scale {scale})",
+            rgb.len()
+        )));
+    }
+    let (ow, oh) = (w * scale, h * scale);
+    let frames = (0..f)
+        .map(|t| {
+            let mut out = Vec::with_capacity(ow * oh * 3);
+            for y in 0..oh {
+                for x in 0..ow {
+                    let i = (t * h + y / scale) * w + x / scale;
+                    for c in 0..3 {
+                        out.push((rgb[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8);
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    Ok(Frames {
+        width: ow as u32,
+        height: oh as u32,
+        frames,
+    })
 }
 
 /// Every batch a run of `steps` steps would train on (same seed → same batches).
@@ -375,7 +407,7 @@ fn sample_and_measure(
         let stats = synthetic::clip_stats(&rgb, fu, hu, wu);
         if cfg.write_mp4 {
             let p = out.join(format!("sample_{i:02}.mp4"));
-            write_mp4(&p, &rgb, fu, hu, wu, 4, 8)?;
+            write_mp4(&p, &planar_frames(&rgb, fu, hu, wu, 8)?, 4)?;
             files.push(p);
         }
         reports.push(SampleReport {

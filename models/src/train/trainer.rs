@@ -24,6 +24,14 @@ pub trait FlowModel: ModuleParameters {
     fn dit_config(&self) -> &WanConfig;
     /// Velocity prediction `[B, C, F, H, W]` float32 for `x_t` at timesteps `t`.
     fn predict(&mut self, x_t: &Array, t: &Timesteps, context: &[Array]) -> Result<Array>;
+    /// Loss and gradients with gradient checkpointing: only each block's input is kept
+    /// through the forward pass and each block's forward is recomputed during the backward
+    /// one (`train::grad_checkpoint`). Models without it refuse.
+    fn checkpointed_loss_and_grads(&mut self, _batch: &FlowBatch) -> Result<(Array, Params)> {
+        Err(Error::Unsupported(
+            "gradient checkpointing is implemented for LoRA training only".into(),
+        ))
+    }
 }
 
 impl FlowModel for WanModel {
@@ -43,7 +51,7 @@ impl FlowModel for WanModel {
     }
 }
 
-fn exception(e: Error) -> Exception {
+pub(crate) fn exception(e: Error) -> Exception {
     match e {
         Error::Mlx(x) => x,
         other => Exception::custom(other.to_string()),
@@ -96,6 +104,9 @@ pub struct StepStats {
 pub struct Trainer {
     pub opt: AdamW,
     pub schedule: LrSchedule,
+    /// Trade compute for memory: recompute each block in the backward pass
+    /// ([`FlowModel::checkpointed_loss_and_grads`]).
+    pub grad_checkpoint: bool,
     log: Option<Box<dyn Write>>,
 }
 
@@ -104,6 +115,7 @@ impl Trainer {
         Self {
             opt: AdamW::new(adamw),
             schedule,
+            grad_checkpoint: false,
             log: None,
         }
     }
@@ -123,11 +135,19 @@ impl Trainer {
         }
         let start = Instant::now();
         let n = micro.len() as f32;
-        let (mut loss_sum, mut grad_sum) = loss_and_grads(model, &micro[0])?;
+        let ckpt = self.grad_checkpoint;
+        let grads_of = |m: &mut M, b: &FlowBatch| {
+            if ckpt {
+                m.checkpointed_loss_and_grads(b)
+            } else {
+                loss_and_grads(m, b)
+            }
+        };
+        let (mut loss_sum, mut grad_sum) = grads_of(model, &micro[0])?;
         for b in &micro[1..] {
             // Materialise the running sums so the graph (and memory) stays one micro-batch deep.
             mlx_rs::transforms::eval(grad_sum.values().chain([&loss_sum]))?;
-            let (l, g) = loss_and_grads(model, b)?;
+            let (l, g) = grads_of(model, b)?;
             loss_sum = loss_sum.add(&l)?;
             for (k, acc) in grad_sum.iter_mut() {
                 let gk = g

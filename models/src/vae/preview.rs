@@ -350,6 +350,102 @@ impl Previewer {
     }
 }
 
+/// Settings of the fit [`ensure_previewer`] runs when no previewer is stored: 12 smooth
+/// clips of 5 frames at 4×4 latent cells (a few seconds on CPU for the tiny test VAE;
+/// a held-out PSNR close to what more samples give, since the map has only `(z+1)·p²·3`
+/// unknowns against `12·2·16` latent cells of `p²·3` targets each).
+pub const AUTO_FIT: (usize, i32, i32) = (12, 5, 4);
+
+/// FNV-1a (64 bit): a stable hash for cache keys (std's hasher may change between Rust
+/// releases, which would silently orphan every cached file).
+pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Cache key of a VAE weights file: its canonical path, size and mtime, the first and
+/// last MiB of its bytes (so a replaced file with the same name and size still misses),
+/// and the VAE config.
+fn vae_file_key(file: &Path, cfg: &crate::vae::VaeConfig) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let canon = std::fs::canonicalize(file).map_err(|e| Error::io(file, e))?;
+    let md = std::fs::metadata(&canon).map_err(|e| Error::io(file, e))?;
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = fnv1a(canon.to_string_lossy().as_bytes(), FNV_OFFSET);
+    h = fnv1a(&md.len().to_le_bytes(), h);
+    h = fnv1a(&mtime.to_le_bytes(), h);
+    h = fnv1a(format!("{cfg:?}").as_bytes(), h);
+    let mut f = std::fs::File::open(&canon).map_err(|e| Error::io(file, e))?;
+    let chunk = 1u64 << 20;
+    let mut buf = Vec::new();
+    (&mut f)
+        .take(chunk)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(file, e))?;
+    if md.len() > chunk {
+        f.seek(SeekFrom::Start(md.len().saturating_sub(chunk).max(chunk)))
+            .map_err(|e| Error::io(file, e))?;
+        f.read_to_end(&mut buf).map_err(|e| Error::io(file, e))?;
+    }
+    Ok(fnv1a(&buf, h))
+}
+
+/// Where a previewer came from (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviewSource {
+    /// `preview_mlx.safetensors` beside the weights (converted folders).
+    Beside,
+    /// Fitted earlier for the same VAE file and read from the cache folder.
+    Cache,
+    /// Fitted now (and stored in the cache folder).
+    Fitted,
+}
+
+/// The fast previewer for `vae`, whatever the folder: the one stored beside the weights in
+/// `dir`, else one fitted earlier for the same weights file (`vae_file`) in `cache_dir`,
+/// else fitted now with [`AUTO_FIT`] and stored there (atomically) for next time. Official
+/// folders ship no previewer, and live previews should not depend on running `convert`.
+/// A corrupt cache entry is refitted, not an error.
+pub fn ensure_previewer(
+    vae: &WanVae,
+    dir: &Path,
+    vae_file: &Path,
+    cache_dir: &Path,
+) -> Result<(Previewer, PreviewSource)> {
+    if let Some(p) = Previewer::load_beside(dir)? {
+        return Ok((p, PreviewSource::Beside));
+    }
+    let key = vae_file_key(vae_file, &vae.cfg)?;
+    let cached = cache_dir.join(format!("preview-{key:016x}.safetensors"));
+    if cached.exists() {
+        match Previewer::load(&cached) {
+            Ok(p) if p.kind == vae.cfg.kind && p.z_dim == vae.cfg.z_dim => {
+                return Ok((p, PreviewSource::Cache));
+            }
+            Ok(_) | Err(_) => {
+                eprintln!(
+                    "warning: refitting the previewer: {} is unusable",
+                    cached.display()
+                );
+            }
+        }
+    }
+    let (n, frames, cells) = AUTO_FIT;
+    let (p, report) = Previewer::fit(vae, n, frames, (cells, cells), 0)?;
+    std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
+    p.save(&cached, Some(&report))?;
+    Ok((p, PreviewSource::Fitted))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

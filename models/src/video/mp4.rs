@@ -47,7 +47,7 @@ pub fn frames_from_video(video: &Array) -> Result<Frames> {
 }
 
 /// The ffmpeg binary: `$WAN_FFMPEG`, else a sidecar beside the executable, else `PATH`.
-fn ffmpeg_binary() -> PathBuf {
+pub(crate) fn ffmpeg_binary() -> PathBuf {
     std::env::var_os("WAN_FFMPEG")
         .map(PathBuf::from)
         .unwrap_or_else(ffmpeg_sidecar::paths::ffmpeg_path)

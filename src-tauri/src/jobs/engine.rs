@@ -48,8 +48,11 @@ pub trait Engine {
 }
 
 /// The real thing: `wan::pipeline` + `wan::video` on MLX.
-#[derive(Default)]
-pub struct WanEngine;
+pub struct WanEngine {
+    /// Where previewers fitted for folders without one (official downloads) are kept, so
+    /// the fit (seconds) happens once per VAE, not per job.
+    pub preview_cache: std::path::PathBuf,
+}
 
 impl Engine for WanEngine {
     fn name(&self) -> &'static str {
@@ -80,6 +83,7 @@ impl Engine for WanEngine {
             dtype,
             one_expert_at_a_time: false,
             lora: None,
+            preview_cache: Some(self.preview_cache.clone()),
         };
         let mut loaded = wan::pipeline::load(ckpt, params.task, &opts)?;
         let load_s = t0.elapsed().as_secs_f64();
