@@ -43,7 +43,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
             Box::new(|| Box::new(FakeEngine::new(Duration::from_millis(300))) as Box<dyn Engine>)
         }
         _ => {
-            let preview_cache = data_dir.join("previewers");
+            let preview_cache = settings::preview_cache_dir(&data_dir);
             Box::new(move || Box::new(WanEngine { preview_cache }) as Box<dyn Engine>)
         }
     };

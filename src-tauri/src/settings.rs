@@ -23,6 +23,12 @@ pub fn data_dir() -> AppResult<PathBuf> {
         .ok_or_else(|| AppError::new("io", "no home directory to keep the gallery in"))
 }
 
+/// Previewers fitted for folders that ship none, keyed by VAE file (see
+/// `wan::vae::preview::ensure_previewer`); shared by generations and conversions.
+pub fn preview_cache_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("previewers")
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {

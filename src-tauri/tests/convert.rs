@@ -10,6 +10,8 @@ use wan::checkpoint::safetensors::StDtype;
 use wan::checkpoint::{Checkpoint, Expert, FolderKind, Shards, TensorSource};
 use wan::config::Task;
 use wan::pipeline::CancelToken;
+use wan::vae::VaeKind;
+use wan::vae::preview::Previewer;
 use wan_studio::checkpoint;
 use wan_studio::gallery::Gallery;
 use wan_studio::jobs::worker;
@@ -25,7 +27,9 @@ const WAIT: Duration = Duration::from_secs(120);
 fn tiny() -> Option<PathBuf> {
     let root = std::env::var("WAN_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+        });
     let dir = root.join("checkpoints/ti2v_tiny");
     if dir.is_dir() {
         return Some(dir);
@@ -96,8 +100,17 @@ impl Rig {
         std::fs::create_dir_all(&p).unwrap();
         p
     }
-    fn convert(&self, src: &Path, dst: &Path, dtype: ConvertDtype, select: bool) -> JobId {
-        let job = ConvertJob::new(src, dst, dtype, select).unwrap();
+    /// Queue a conversion; `preview` also stores the fast previewer (a VAE fit).
+    fn convert(
+        &self,
+        src: &Path,
+        dst: &Path,
+        dtype: ConvertDtype,
+        select: bool,
+        preview: bool,
+    ) -> JobId {
+        let mut job = ConvertJob::new(src, dst, dtype, select).unwrap();
+        job.preview_cache = preview.then(|| self.dir.path().join("previewers"));
         self.queue.push_work(Work::Convert(job), |_| {})
     }
     /// Events of job `id` until it ends.
@@ -160,9 +173,10 @@ fn the_tiny_official_folder_converts_with_progress_and_becomes_the_selection() {
     let Some(src) = tiny() else { return };
     let r = rig(false);
     let dst = r.out().join("ti2v_tiny-mlx");
-    let id = r.convert(&src, &dst, ConvertDtype::Bf16, true);
+    let id = r.convert(&src, &dst, ConvertDtype::Bf16, true, true);
     let evs = r.until_end(id);
     assert!(matches!(evs.first(), Some(JobEvent::Started)), "{evs:?}");
+    assert!(evs.iter().any(|e| matches!(e, JobEvent::FitPreview)));
     let p = progress(&evs);
     assert!(p.len() > 10, "{} progress events", p.len());
     let total = p[0].1;
@@ -197,14 +211,30 @@ fn the_tiny_official_folder_converts_with_progress_and_becomes_the_selection() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["ti2v_tiny-mlx"]);
+    // The previewer is beside the weights (nothing half-written), loadable, for this VAE.
+    assert!(res.previewer);
+    let p = Previewer::load_beside(&dst)
+        .unwrap()
+        .expect("no preview_mlx.safetensors");
+    assert_eq!(
+        (p.kind, p.z_dim),
+        (VaeKind::Wan22, ck.vae_config().unwrap().z_dim)
+    );
+    for e in std::fs::read_dir(&dst).unwrap() {
+        let name = e.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().starts_with('.'),
+            "{name:?} left behind"
+        );
+    }
 }
 
 #[test]
-fn cancel_leaves_no_destination_and_the_next_conversion_runs() {
+fn cancel_leaves_no_destination_and_keeps_the_settings() {
     let Some(src) = tiny() else { return };
     let r = rig(true);
     let dst = r.out().join("cancelled");
-    let id = r.convert(&src, &dst, ConvertDtype::Bf16, true);
+    let id = r.convert(&src, &dst, ConvertDtype::Bf16, true, true);
     let evs = r.until_end(id);
     assert!(matches!(evs.last(), Some(JobEvent::Cancelled)), "{evs:?}");
     // Cancelled at the first tensor: the library stops before the next one.
@@ -222,10 +252,10 @@ fn f32_without_selecting_keeps_the_settings() {
         .update(|s| s.checkpoint_dir = Some("/models/other".into()))
         .unwrap();
     let dst = r.out().join("f32");
-    let id = r.convert(&src, &dst, ConvertDtype::F32, false);
+    let id = r.convert(&src, &dst, ConvertDtype::F32, false, false);
     let evs = r.until_end(id);
     let res = converted(&evs);
-    assert!(!res.selected);
+    assert!(!res.selected && !res.previewer);
     assert_eq!(
         r.settings.get().checkpoint_dir,
         Some(PathBuf::from("/models/other"))
@@ -301,18 +331,42 @@ fn bad_paths_are_refused_with_clear_messages() {
         ("input", "official".into(), new.clone(), "absolute"),
         ("input", official.clone(), "new-mlx".into(), "absolute"),
         ("input", root.join("missing"), new.clone(), "No such file"),
-        ("checkpoint", empty.clone(), new.clone(), "config.json is missing"),
+        (
+            "checkpoint",
+            empty.clone(),
+            new.clone(),
+            "config.json is missing",
+        ),
         ("input", converted.clone(), new.clone(), "already converted"),
-        ("input", official.clone(), converted.clone(), "already exists"),
-        ("input", official.clone(), root.join("no/such/dir"), "parent folder does not exist"),
-        ("input", official.clone(), official.join("inside"), "outside"),
+        (
+            "input",
+            official.clone(),
+            converted.clone(),
+            "already exists",
+        ),
+        (
+            "input",
+            official.clone(),
+            root.join("no/such/dir"),
+            "parent folder does not exist",
+        ),
+        (
+            "input",
+            official.clone(),
+            official.join("inside"),
+            "outside",
+        ),
         ("input", official.clone(), root.join("a/../b"), "`..`"),
         ("input", official.clone(), PathBuf::from("/"), "folder name"),
     ];
     for (code, src, dst, why) in cases {
         let e = ConvertJob::new(&src, &dst, ConvertDtype::Bf16, true).unwrap_err();
         assert_eq!(e.code, code, "{src:?} → {dst:?}: {e}");
-        assert!(e.message.contains(why), "expected `{why}` in `{}`", e.message);
+        assert!(
+            e.message.contains(why),
+            "expected `{why}` in `{}`",
+            e.message
+        );
     }
     #[cfg(unix)]
     {
@@ -322,7 +376,10 @@ fn bad_paths_are_refused_with_clear_messages() {
     }
     // A good request: canonical paths, the task, a one-line queue entry.
     let job = ConvertJob::new(&official, &new, ConvertDtype::F16, false).unwrap();
-    assert_eq!((job.src.as_path(), job.dst.as_path()), (official.as_path(), new.as_path()));
+    assert_eq!(
+        (job.src.as_path(), job.dst.as_path()),
+        (official.as_path(), new.as_path())
+    );
     assert_eq!(job.task, Task::Ti2v5B);
     let queued = Job {
         id: 3,
@@ -338,7 +395,11 @@ fn bad_paths_are_refused_with_clear_messages() {
     assert!(q.converting_into(&new));
     assert!(!q.converting_into(&official));
     // The dtype names the UI sends.
-    for (s, d) in [("\"bf16\"", ConvertDtype::Bf16), ("\"f16\"", ConvertDtype::F16), ("\"f32\"", ConvertDtype::F32)] {
+    for (s, d) in [
+        ("\"bf16\"", ConvertDtype::Bf16),
+        ("\"f16\"", ConvertDtype::F16),
+        ("\"f32\"", ConvertDtype::F32),
+    ] {
         assert_eq!(serde_json::from_str::<ConvertDtype>(s).unwrap(), d);
     }
     assert!(serde_json::from_str::<ConvertDtype>("\"int8\"").is_err());

@@ -92,6 +92,7 @@ export type JobEvent =
       elapsed_s: number;
       eta_s: number;
     }
+  | { kind: "fit_preview" }
   | { kind: "converted"; result: Converted }
   | { kind: "failed"; error: AppError }
   | { kind: "cancelled" };
@@ -104,6 +105,8 @@ export interface Converted {
   info: CheckpointInfo;
   /** Now the chosen checkpoint (persisted). */
   selected: boolean;
+  /** `preview_mlx.safetensors` stored beside the weights (live previews without a fit). */
+  previewer: boolean;
   tensors: number;
   bytes: number;
   wall_s: number;

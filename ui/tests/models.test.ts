@@ -111,7 +111,9 @@ describe("ModelsView conversion", () => {
     await v.convert();
     send({ kind: "started" });
     send({ kind: "convert", tensor: "t", done_bytes: 2000, total_bytes: 2000, elapsed_s: 1, eta_s: 0 });
-    send({ kind: "converted", result: { info: converted, selected: true, tensors: 42, bytes: 2000, wall_s: 3 } });
+    send({ kind: "fit_preview" });
+    expect($("convert-text").textContent).toContain("previewer");
+    send({ kind: "converted", result: { info: converted, selected: true, previewer: true, tensors: 42, bytes: 2000, wall_s: 3 } });
     expect($<HTMLProgressElement>("convert-progress").value).toBe(1);
     expect($("convert-text").textContent).toContain("Converted 42 tensors");
     expect($("convert-text").textContent).toContain("now in use");

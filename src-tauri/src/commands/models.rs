@@ -88,7 +88,13 @@ pub fn convert_checkpoint(
     select: Option<bool>,
     on_event: Channel<JobEvent>,
 ) -> AppResult<JobId> {
-    let job = ConvertJob::new(&src, &dst, dtype.unwrap_or_default(), select.unwrap_or(true))?;
+    let mut job = ConvertJob::new(
+        &src,
+        &dst,
+        dtype.unwrap_or_default(),
+        select.unwrap_or(true),
+    )?;
+    job.preview_cache = Some(crate::settings::preview_cache_dir(&state.data_dir));
     if state.queue.converting_into(&job.dst) {
         return Err(AppError::input(format!(
             "{} is already being converted into",

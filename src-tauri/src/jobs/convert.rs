@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use mlx_rs::Dtype;
 use serde::{Deserialize, Serialize};
-use wan::checkpoint::FolderKind;
 use wan::checkpoint::convert::{ConvertOptions, DEFAULT_SHARD_BYTES, convert};
+use wan::checkpoint::{Checkpoint, FolderKind};
 use wan::config::Task;
 use wan::pipeline::CancelToken;
+use wan::vae::preview::{PREVIEW_FILE, ensure_previewer};
 
 use super::worker::JobEvent;
 use crate::checkpoint::{self, CheckpointInfo};
@@ -59,6 +60,10 @@ pub struct ConvertJob {
     pub task: Task,
     /// Select the converted folder in the settings once it is complete.
     pub select: bool,
+    /// The app's previewer cache: with it, the fast previewer is stored beside the new
+    /// weights (reused from the cache when one was fitted for the source VAE, else
+    /// fitted now); without it, none is written.
+    pub preview_cache: Option<PathBuf>,
 }
 
 impl ConvertJob {
@@ -94,7 +99,10 @@ impl ConvertJob {
             ));
         }
         let task = info.task.ok_or_else(|| {
-            AppError::new("checkpoint", format!("{}: unrecognised folder", src.display()))
+            AppError::new(
+                "checkpoint",
+                format!("{}: unrecognised folder", src.display()),
+            )
         })?;
         let name = match dst.components().next_back() {
             Some(Component::Normal(n)) => n,
@@ -138,6 +146,7 @@ impl ConvertJob {
             dtype,
             task,
             select,
+            preview_cache: None,
         })
     }
 
@@ -164,6 +173,8 @@ pub struct Converted {
     pub info: CheckpointInfo,
     /// Whether it is now the selected checkpoint (persisted).
     pub selected: bool,
+    /// Whether `preview_mlx.safetensors` was stored beside the weights.
+    pub previewer: bool,
     pub tensors: usize,
     pub bytes: u64,
     pub wall_s: f64,
@@ -199,6 +210,17 @@ pub fn run(
             eta_s,
         });
     })?;
+    let previewer = match &job.preview_cache {
+        Some(cache) if !cancel.is_cancelled() => {
+            on_event(JobEvent::FitPreview);
+            // Previews are a convenience: the folder is complete without one, and the
+            // first generation fits it then.
+            store_previewer(job, cache)
+                .inspect_err(|e| eprintln!("warning: no previewer stored: {e}"))
+                .is_ok()
+        }
+        _ => false,
+    };
     let info = checkpoint::inspect(&job.dst)?;
     let selected = job.select && info.problems.is_empty();
     if selected {
@@ -218,8 +240,27 @@ pub fn run(
     Ok(Converted {
         info,
         selected,
+        previewer,
         tensors: summary.tensors,
         bytes: summary.bytes,
         wall_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Store the fast previewer beside the converted weights (written then renamed, so a
+/// half-written file never sits where loaders look). Keyed by the *source* VAE file, so
+/// a previewer already fitted for the official folder is reused instead of refitted.
+fn store_previewer(job: &ConvertJob, cache: &Path) -> wan::Result<()> {
+    let src_vae = Checkpoint::open(&job.src)?
+        .vae
+        .ok_or_else(|| wan::Error::Missing(job.src.clone()))?;
+    let vae = Checkpoint::open(&job.dst)?.load_vae()?;
+    let (previewer, _) = ensure_previewer(&vae, &job.dst, &src_vae, cache)?;
+    let tmp = job.dst.join(format!(".{PREVIEW_FILE}.part"));
+    previewer.save(&tmp, None)?;
+    let to = job.dst.join(PREVIEW_FILE);
+    std::fs::rename(&tmp, &to).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        wan::Error::io(&to, e)
     })
 }

@@ -59,6 +59,8 @@ pub enum JobEvent {
         elapsed_s: f64,
         eta_s: f64,
     },
+    /// A conversion wrote every tensor and now stores the fast previewer.
+    FitPreview,
     /// A conversion is complete (its folder renamed into place).
     Converted {
         result: Box<Converted>,

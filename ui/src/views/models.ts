@@ -265,6 +265,10 @@ export class ModelsView {
           `ETA ${formatSeconds(e.eta_s)} · ${e.tensor}`;
         break;
       }
+      case "fit_preview":
+        bar.value = 1;
+        text.textContent = "Fitting the fast previewer for live previews…";
+        break;
       case "converted": {
         this.end(job);
         bar.value = 1;
