@@ -192,7 +192,8 @@ export class ModelsView {
     hint.textContent =
       why ??
       "Rewrites the weights as MLX safetensors (one tensor at a time) into a new folder: faster to load, smaller in bf16. The original folder is not changed.";
-    hint.classList.toggle("bad", why !== null && this.shown !== null && !this.job);
+    // Red only for a folder with problems; "already converted" is information.
+    hint.classList.toggle("bad", !this.job && (this.shown?.problems.length ?? 0) > 0);
     this.$<HTMLButtonElement>("convert").disabled = why !== null;
     for (const id of ["convert-dst", "convert-dtype", "convert-select", "convert-browse"]) {
       this.$<HTMLInputElement>(id).disabled = this.job !== null || why !== null;
