@@ -14,8 +14,11 @@ start=$(date +%s)
 stamp() { echo "e2e-app: $1 ($(( $(date +%s) - start ))s)"; }
 
 # WebKitGTK 4.1 + GTK 3 to build and run, Xvfb for a display, the WebKit WebDriver.
+# GStreamer's libav + bad plugins let WebKitGTK play the H.264 clips; CJK and emoji fonts
+# render the default (Chinese) negative prompt and the UI's symbols.
 bash scripts/setup.sh libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev \
-  xvfb xauth webkit2gtk-driver
+  xvfb xauth webkit2gtk-driver gstreamer1.0-libav gstreamer1.0-plugins-good \
+  gstreamer1.0-plugins-bad fonts-wqy-microhei fonts-noto-color-emoji
 stamp "apt ok"
 
 td_version=2.1.0
@@ -34,7 +37,8 @@ if [[ ! -f ui/dist/index.html ]] || [[ -n $(find ui/src ui/index.html ui/package
   (cd ui && { [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build)
 fi
 stamp "ui built"
-cargo build -p wan-studio --locked
+# The same build as scripts/test.sh (same feature set: no rebuild after it).
+cargo build --workspace --all-targets --locked
 stamp "app built"
 
 export WAN_FIXTURES=${WAN_FIXTURES:-$root/../shared/fixtures}

@@ -114,3 +114,93 @@ fn generate_applies_a_trained_lora_with_its_scale() {
     assert_eq!(side["lora_scale"].as_f64(), Some(1.0), "{side}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// A14B LoRAs are trained per expert (`train_lora --expert`): `lora_expert` merges the file
+/// into that expert only; without it both experts get it; a one-DiT task refuses the option.
+#[test]
+fn a14b_lora_goes_into_the_chosen_expert_only() {
+    use std::collections::BTreeMap;
+    use wan::pipeline::{Experts, LoadOptions, load_models};
+    let Some(fx) = common::fixtures_dir() else {
+        return;
+    };
+    let ck = Checkpoint::open(fx.join("checkpoints/t2v_a14b_tiny")).unwrap();
+    let task = ck.task().unwrap();
+    let base = ck.load_dit(Expert::LowNoise).unwrap();
+    let q = &base.blocks[0].self_attn.q.weight;
+    let (out, inp) = (q.shape()[0], q.shape()[1]);
+    let r = 2;
+    let tmp =
+        std::env::temp_dir().join(format!("wan-a14b-lora-{}.safetensors", std::process::id()));
+    let mut t = BTreeMap::new();
+    let key = |k: &str| format!("diffusion_model.blocks.0.self_attn.q.{k}");
+    t.insert(
+        key("lora_A.weight"),
+        mlx_rs::Array::from_slice(&vec![0.5f32; (r * inp) as usize], &[r, inp]),
+    );
+    t.insert(
+        key("lora_B.weight"),
+        mlx_rs::Array::from_slice(&vec![0.25f32; (out * r) as usize], &[out, r]),
+    );
+    wan::checkpoint::safetensors::save(&tmp, &t, &BTreeMap::new()).unwrap();
+
+    let q_of = |experts: &mut Experts, t: i64| -> Vec<f32> {
+        let (_, m) = experts.for_timestep(t).unwrap();
+        let w = m.blocks[0]
+            .self_attn
+            .q
+            .weight
+            .as_dtype(mlx_rs::Dtype::Float32)
+            .unwrap();
+        w.as_slice::<f32>().to_vec()
+    };
+    let load = |expert: Option<Expert>| {
+        let opts = LoadOptions {
+            dtype: mlx_rs::Dtype::Float32,
+            one_expert_at_a_time: false,
+            lora: Some((tmp.clone(), 1.0)),
+            lora_expert: expert,
+            preview_cache: None,
+        };
+        load_models(&ck, task, &opts).map(|(_, e)| e)
+    };
+    let base_high = ck.load_dit(Expert::HighNoise).unwrap();
+    let plain = |m: &wan::dit::WanModel| {
+        m.blocks[0]
+            .self_attn
+            .q
+            .weight
+            .as_dtype(mlx_rs::Dtype::Float32)
+            .unwrap()
+            .as_slice::<f32>()
+            .to_vec()
+    };
+    let (hb, lb) = (plain(&base_high), plain(&base));
+
+    let mut high_only = load(Some(Expert::HighNoise)).unwrap();
+    assert_ne!(q_of(&mut high_only, 999), hb, "high expert got the LoRA");
+    assert_eq!(q_of(&mut high_only, 0), lb, "low expert untouched");
+
+    let mut low_only = load(Some(Expert::LowNoise)).unwrap();
+    assert_eq!(q_of(&mut low_only, 999), hb, "high expert untouched");
+    assert_ne!(q_of(&mut low_only, 0), lb, "low expert got the LoRA");
+
+    let mut both = load(None).unwrap();
+    assert_ne!(q_of(&mut both, 999), hb);
+    assert_ne!(q_of(&mut both, 0), lb);
+
+    // One-DiT tasks have no experts to choose from.
+    let ti2v = Checkpoint::open(fx.join("checkpoints/ti2v_tiny")).unwrap();
+    let opts = LoadOptions {
+        dtype: mlx_rs::Dtype::Float32,
+        one_expert_at_a_time: false,
+        lora: Some((tmp.clone(), 1.0)),
+        lora_expert: Some(Expert::HighNoise),
+        preview_cache: None,
+    };
+    let err = load_models(&ti2v, ti2v.task().unwrap(), &opts)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("one DiT"), "{err}");
+    let _ = std::fs::remove_file(&tmp);
+}

@@ -168,6 +168,18 @@ try {
   results.previews = prev;
   log("previews", prev);
   if (!(prev.previews >= 1 && prev.frames >= 1)) throw new Error("no preview frames seen");
+  // The finished clip really plays in the window (H.264 mp4 through the asset protocol).
+  await s.until(
+    "the finished clip to load in the player",
+    "const v = document.querySelector('#result'); return v && ((v.readyState >= 2 && v.videoWidth > 0) || (v.error && v.src.startsWith('blob:'))) && { error: v.error && `${v.error.code} ${v.error.message}`, src: v.src }",
+    30000,
+  ).then((r) => {
+    if (r.error) throw new Error(`the player refused the clip ${r.src}: ${r.error}`);
+  });
+  results.video = await s.js(
+    "const v = document.querySelector('#result'); return { width: v.videoWidth, height: v.videoHeight, duration: v.duration, from: v.src.split(':')[0] }",
+  );
+  log("player", results.video);
   await s.shot("04-generate-done");
 
   await s.click("#tab-gallery");

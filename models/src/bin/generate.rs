@@ -81,6 +81,10 @@ struct Args {
     /// Scale of the merged LoRA (0 = base model).
     #[arg(long, default_value_t = 1.0, requires = "lora")]
     lora_scale: f32,
+    /// A14B: merge the LoRA into this expert only (`high` or `low`, as trained by
+    /// `train_lora --expert`); default: both experts.
+    #[arg(long, requires = "lora", value_parser = ["high", "low"])]
+    lora_expert: Option<String>,
     /// Accept any size that is a multiple of the model's stride (tiny test checkpoints).
     #[arg(long)]
     any_size: bool,
@@ -267,6 +271,11 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
             dtype,
             one_expert_at_a_time: args.low_memory,
             lora: args.lora.clone().map(|p| (p, args.lora_scale)),
+            lora_expert: match args.lora_expert.as_deref() {
+                Some("high") => Some(wan::checkpoint::folder::Expert::HighNoise),
+                Some("low") => Some(wan::checkpoint::folder::Expert::LowNoise),
+                _ => None,
+            },
             preview_cache: None,
         },
     )?;
@@ -345,6 +354,7 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         "low_memory": args.low_memory,
         "lora": args.lora.as_ref().map(|p| p.display().to_string()),
         "lora_scale": args.lora.as_ref().map(|_| args.lora_scale),
+        "lora_expert": args.lora_expert.as_deref(),
         "noise_file": args.noise,
         "checkpoint": wan::pipeline::folder_identity(&args.ckpt_dir),
         "timesteps": record.timesteps,

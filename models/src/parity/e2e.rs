@@ -65,6 +65,7 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
         dtype: mlx_rs::Dtype::Float32,
         one_expert_at_a_time: false,
         lora: None,
+        lora_expert: None,
         preview_cache: None,
     };
     let mut loaded = if recorded_contexts {

@@ -24,6 +24,9 @@ pub struct LoadOptions {
     /// A LoRA file (`train::lora` / community key names) merged into every DiT at load with
     /// this scale, before the compute-dtype cast (the merge itself runs in float32).
     pub lora: Option<(std::path::PathBuf, f32)>,
+    /// A14B: merge the LoRA into this expert only (LoRAs for Wan2.2 A14B are trained per
+    /// expert, as `train_lora --expert` does); `None`: every DiT.
+    pub lora_expert: Option<Expert>,
     /// Folder for previewers fitted on first use (folders without `preview_mlx.safetensors`,
     /// e.g. official ones); `None`: previews only where the folder has one.
     pub preview_cache: Option<std::path::PathBuf>,
@@ -183,13 +186,35 @@ pub fn load_models(
         previewer,
     });
     let dtype = opts.dtype;
-    let lora = opts.lora.clone();
+    if let Some(e) = opts.lora_expert {
+        if opts.lora.is_none() {
+            return Err(Error::Input(
+                "a LoRA expert was chosen without a LoRA file".into(),
+            ));
+        }
+        if task.config().boundary.is_none() || e == Expert::Main {
+            return Err(Error::Input(format!(
+                "{} has one DiT; choose the LoRA's expert (high/low) only for A14B tasks",
+                task.name()
+            )));
+        }
+    }
+    let lora_for = |e: Expert| match opts.lora_expert {
+        Some(only) if only != e => None,
+        _ => opts.lora.clone(),
+    };
     let experts = match task.config().boundary {
-        None => Experts::Single(Box::new(load_dit(ck, Expert::Main, dtype, &lora)?)),
+        None => Experts::Single(Box::new(load_dit(
+            ck,
+            Expert::Main,
+            dtype,
+            &lora_for(Expert::Main),
+        )?)),
         Some(b) => {
             let slot = |e: Expert| -> Result<ExpertSlot> {
+                let lora = lora_for(e);
                 if opts.one_expert_at_a_time {
-                    let (ck, lora) = (ck.clone(), lora.clone());
+                    let ck = ck.clone();
                     Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype, &lora)))
                 } else {
                     Ok(ExpertSlot::loaded(load_dit(ck, e, dtype, &lora)?))

@@ -83,6 +83,7 @@ impl Engine for WanEngine {
             dtype,
             one_expert_at_a_time: false,
             lora: None,
+            lora_expert: None,
             preview_cache: Some(self.preview_cache.clone()),
         };
         let mut loaded = wan::pipeline::load(ckpt, params.task, &opts)?;

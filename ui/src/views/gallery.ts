@@ -4,6 +4,7 @@ import { el, byId } from "../dom";
 import { asAppError, dialogs, ipc, type ClipEntry, type GenerateParams } from "../ipc";
 import { formatSeconds } from "../form";
 
+import { playClip, releaseClip } from "../clip";
 export class GalleryView {
   clips: ClipEntry[] = [];
   private selected: string | null = null;
@@ -44,9 +45,9 @@ export class GalleryView {
     );
     // Hover plays the clip in place of the poster.
     card.addEventListener("mouseenter", () => {
-      const v = el("video", { src: ipc.fileUrl(c.clip), autoplay: true, muted: true, loop: true });
+      const v = el("video", { autoplay: true, muted: true, loop: true });
       // Unplayable here (e.g. no H.264 decoder in this WebKit): keep the poster.
-      v.addEventListener("error", () => {
+      playClip(v, c.clip, () => {
         v.remove();
         img.hidden = false;
       });
@@ -54,7 +55,11 @@ export class GalleryView {
       img.hidden = true;
     });
     card.addEventListener("mouseleave", () => {
-      card.querySelector("video")?.remove();
+      const v = card.querySelector("video");
+      if (v) {
+        releaseClip(v);
+        v.remove();
+      }
       img.hidden = false;
     });
     card.addEventListener("click", () => this.details(c));
@@ -74,8 +79,10 @@ export class GalleryView {
       );
       return b;
     };
-    const video = el("video", { src: ipc.fileUrl(c.clip), poster: ipc.fileUrl(c.poster), controls: true, loop: true });
-    video.addEventListener("error", () =>
+    const old = panel.querySelector("video");
+    if (old) releaseClip(old);
+    const video = el("video", { id: "details-video", poster: ipc.fileUrl(c.poster), controls: true, loop: true });
+    playClip(video, c.clip, () =>
       video.replaceWith(el("img", { src: ipc.fileUrl(c.poster), alt: p.prompt, class: "poster" })),
     );
     panel.replaceChildren(

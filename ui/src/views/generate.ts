@@ -13,6 +13,7 @@ import {
 } from "../ipc";
 import * as form from "../form";
 import { PreviewPlayer } from "../preview";
+import { playClip } from "../clip";
 
 const STAGE_TEXT: Record<string, string> = {
   load_models: "Loading models…",
@@ -314,7 +315,7 @@ export class GenerateView {
         bar.value = 1;
         const v = this.$<HTMLVideoElement>("result");
         v.poster = ipc.fileUrl(e.clip.poster);
-        v.src = ipc.fileUrl(e.clip.clip);
+        playClip(v, e.clip.clip);
         v.hidden = false;
         this.onFinished();
         break;
