@@ -55,6 +55,7 @@ export WAN_STUDIO_ENGINE=${WAN_STUDIO_ENGINE:-wan}
 export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1 LIBGL_ALWAYS_SOFTWARE=1
 [[ $(id -u) == 0 ]] && export WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS=1
 export APP=$root/target/debug/wan-studio CKPT=$ckpt ARTIFACTS=$art TD=$td
+export CONVERT_DST=$data/ti2v_tiny-mlx
 echo "e2e-app: engine=$WAN_STUDIO_ENGINE ckpt=$ckpt data=$data"
 
 xvfb-run -a -s "-screen 0 1400x1000x24" bash -c '

@@ -3,7 +3,8 @@
 //
 // Env: APP (binary), CKPT (checkpoint folder), ARTIFACTS (screenshot folder).
 // Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
-// ≥1 live preview → finished clip in the Gallery → restart → the clip is still there.
+// ≥1 live preview → the clip plays → finished clip in the Gallery → restart → the clip is
+// still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,7 +14,9 @@ const APP = process.env.APP;
 const CKPT = process.env.CKPT;
 const OUT = process.env.ARTIFACTS ?? "test-artifacts";
 const PROMPT = "A red fox runs through fresh snow at dawn.";
-if (!APP || !CKPT) throw new Error("set APP and CKPT");
+const PROMPT2 = "Paper lanterns drift over a river at night.";
+const CONVERT_DST = process.env.CONVERT_DST;
+if (!APP || !CKPT || !CONVERT_DST) throw new Error("set APP, CKPT and CONVERT_DST");
 mkdirSync(OUT, { recursive: true });
 
 const t0 = Date.now();
@@ -214,10 +217,47 @@ try {
   await s.shot("06-models-after-restart");
   await s.click("#tab-gallery");
   await s.shot("07-gallery-after-restart");
+
   // Idle memory: a few seconds after start with nothing running.
   await new Promise((r) => setTimeout(r, 3000));
   results.idle_rss_kib = appMemoryKiB();
   log("idle RSS KiB", results.idle_rss_kib);
+
+  // Models view: convert the official folder to MLX with progress; the converted folder is
+  // then in use and generates too.
+  await s.click("#tab-models");
+  await s.type("#convert-dst", CONVERT_DST);
+  await s.click("#convert");
+  const converted = await s.until(
+    "the conversion to end",
+    "const t = document.querySelector('#convert-text').textContent; return /^(Converted|Conversion failed|Cancelled)/.test(t) && t",
+    120000,
+  );
+  log("convert:", converted);
+  if (!converted.startsWith("Converted")) throw new Error(`conversion did not finish: ${converted}`);
+  const inUse = await s.js("return document.querySelector('#ckpt-path').value");
+  if (inUse !== CONVERT_DST) throw new Error(`converted folder not in use: ${inUse}`);
+  const files = readdirSync(CONVERT_DST);
+  for (const f of ["wan_model_mlx.safetensors", "vae_mlx.safetensors", "t5_encoder_mlx.safetensors", "preview_mlx.safetensors"])
+    if (!files.includes(f)) throw new Error(`converted folder lacks ${f}: ${files}`);
+  await s.shot("08-models-converted");
+  await s.click("#tab-generate");
+  await s.type("#prompt", PROMPT2);
+  await s.set("#size", "custom");
+  await s.set("#width", 96);
+  await s.set("#height", 64);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  await s.click("#generate");
+  const status2 = await s.until(
+    "the job on the converted folder to end",
+    "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+    300000,
+  );
+  log("job on the converted folder:", status2);
+  if (!status2.startsWith("Done")) throw new Error(`generation on the converted folder failed: ${status2}`);
+  await s.click("#tab-gallery");
+  await s.until("both clips in the gallery", "return document.querySelectorAll('.clip-card').length === 2", 30000);
 } finally {
   await s.end().catch(() => undefined);
 }
