@@ -152,7 +152,8 @@ fn probe(path: &Path) -> (String, u32, u32, u32) {
     )
 }
 
-fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) {
+/// Run `generate`, check the mp4 and sidecar; returns what it printed on stderr.
+fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) -> String {
     let dir = tmpdir(tag);
     let out = dir.join("clip.mp4");
     let o = bin()
@@ -168,12 +169,13 @@ fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) {
     assert_eq!(side["seed"], 1);
     assert!(side["checkpoint"]["files"].as_array().unwrap().len() > 3);
     std::fs::remove_dir_all(&dir).unwrap();
+    stderr(&o)
 }
 
 #[test]
 fn ti2v_text_to_video_writes_a_valid_mp4() {
     let Some(c) = ckpt("ti2v_tiny") else { return };
-    generate_ok(
+    let log = generate_ok(
         "ti2v",
         &[
             "--task",
@@ -192,6 +194,10 @@ fn ti2v_text_to_video_writes_a_valid_mp4() {
             "blurry",
         ],
         (1280, 704, 9),
+    );
+    assert!(
+        !log.contains("warning"),
+        "short prompts need no warning: {log}"
     );
 }
 
@@ -230,7 +236,9 @@ fn t2v_a14b_writes_a_valid_mp4() {
     let Some(c) = ckpt("t2v_a14b_tiny") else {
         return;
     };
-    generate_ok(
+    // Longer than the tiny encoder's text length: a warning, not an error.
+    let long_negative = "blurry, ".repeat(60);
+    let log = generate_ok(
         "a14b",
         &[
             "--task",
@@ -246,10 +254,15 @@ fn t2v_a14b_writes_a_valid_mp4() {
             "--prompt",
             "Two cats box.",
             "--negative_prompt",
-            "blurry",
+            &long_negative,
         ],
         (832, 480, 5),
     );
+    assert!(
+        log.contains("warning: the negative prompt is longer than the"),
+        "{log}"
+    );
+    assert!(!log.contains("warning: the prompt"), "{log}");
 }
 
 /// Ctrl-C (SIGINT) during sampling: exit code 130 within about one step, nothing written.

@@ -165,6 +165,10 @@ try {
   const status = await s.js("return document.querySelector('#progress-text').textContent");
   log("job:", status);
   if (!status.startsWith("Done")) throw new Error(`generation did not finish: ${status}`);
+  // The tiny encoder reads 32 tokens: the default (Chinese) negative prompt is cut, and the
+  // window says so.
+  const warnings = await s.js("return document.querySelector('#job-warnings').textContent");
+  if (!/negative prompt is longer than the 32 tokens/.test(warnings)) throw new Error(`no truncation warning: ${warnings}`);
   const prev = await s.js(
     "const c = document.querySelector('#preview'); return { previews: Number(c.dataset.previews), frames: Number(c.dataset.frames), latency: Number(c.dataset.latencyMs) }",
   );

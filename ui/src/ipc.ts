@@ -83,6 +83,7 @@ export type JobEvent =
       preview: PreviewMsg | null;
     }
   | { kind: "decode"; done: number; total: number }
+  | { kind: "warning"; message: string }
   | { kind: "finished"; clip: ClipEntry }
   | {
       kind: "convert";

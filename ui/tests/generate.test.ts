@@ -115,6 +115,9 @@ describe("GenerateView", () => {
     expect($<HTMLButtonElement>("cancel").disabled).toBe(false);
     send({ kind: "stage", stage: "encode_text" });
     expect($("progress-text").textContent).toBe("Encoding the prompt…");
+    send({ kind: "warning", message: "the negative prompt is longer than the 512 tokens the text encoder reads" });
+    expect($("job-warnings").textContent).toContain("negative prompt is longer");
+    expect($("progress-text").textContent).toBe("Encoding the prompt…");
     const px = btoa(String.fromCharCode(...new Array(2 * 2 * 3).fill(200)));
     send({ kind: "step", step: 1, total: 2, elapsed_s: 1.5, eta_s: 1.5, sent_ms: Date.now(),
       preview: { width: 2, height: 2, frames: [px, px] } });
@@ -129,6 +132,9 @@ describe("GenerateView", () => {
     send({ kind: "cancelled" });
     expect($("progress-text").textContent).toBe("Cancelled");
     expect($<HTMLButtonElement>("cancel").disabled).toBe(true);
+    // The next job starts with no warnings from the last.
+    send({ kind: "started" });
+    expect($("job-warnings").children.length).toBe(0);
   });
 
   it("shows Rust's refusal (e.g. memory) with its code", async () => {

@@ -326,6 +326,8 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
                 eprintln!("decode {done}/{total}");
             }
         }
+        Event::Warning(w) if plain => eprintln!("warning: {w}"),
+        Event::Warning(w) => bar.println(format!("warning: {w}")),
     };
     let mut comps = Components {
         text: loaded.text.as_mut(),

@@ -92,6 +92,9 @@ pub enum Event {
         done: usize,
         total: usize,
     },
+    /// Something the user should know that does not stop the run (a prompt longer than
+    /// the text encoder reads, which the official code truncates silently).
+    Warning(String),
 }
 
 /// Cooperative cancellation, checked between denoising steps and between VAE chunks.

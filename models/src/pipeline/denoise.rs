@@ -74,10 +74,7 @@ pub fn fit_context(ctx: &Array, text_len: i32, what: &str) -> Result<Array> {
         return Err(Error::Input(format!("{what} must be [L, D], got {s:?}")));
     }
     if s[0] > text_len {
-        eprintln!(
-            "warning: {what} has {} tokens, more than the model's text_len {text_len}; truncated",
-            s[0]
-        );
+        // `run` reports this as `Event::Warning` before sampling starts.
         let parts = ctx.split_at_indices(&[text_len], 0)?;
         return Ok(parts[0].clone());
     }

@@ -57,6 +57,18 @@ pub enum Experts {
 }
 
 impl Experts {
+    /// The shortest `text_len` of the resident model(s) (contexts beyond it are cut);
+    /// `None` when no expert is loaded yet.
+    pub fn text_len(&self) -> Option<i32> {
+        match self {
+            Experts::Single(m) => Some(m.config.text_len),
+            Experts::Pair { low, high, .. } => [low, high]
+                .iter()
+                .filter_map(|s| s.model.as_ref().map(|m| m.config.text_len))
+                .min(),
+        }
+    }
+
     /// The model for integer timestep `t` and whether it is the high-noise expert.
     pub fn for_timestep(&mut self, t: i64) -> Result<(bool, &WanModel)> {
         match self {

@@ -124,16 +124,15 @@ struct T5Prompts(crate::t5::TextEncoder);
 impl PromptEncoder for T5Prompts {
     fn encode(&mut self, prompt: &str) -> Result<mlx_rs::Array> {
         let enc = self.0.encode(&[prompt])?;
-        if enc.truncated.first().copied().unwrap_or(false) {
-            eprintln!(
-                "warning: prompt longer than {} tokens; truncated",
-                self.0.tokenizer.text_len()
-            );
-        }
         enc.contexts
             .into_iter()
             .next()
             .ok_or_else(|| Error::Input("text encoder returned no context".into()))
+    }
+
+    fn truncated_to(&self, prompt: &str) -> Result<Option<usize>> {
+        let t = self.0.tokenizer.encode(prompt)?;
+        Ok(t.truncated.then(|| self.0.tokenizer.text_len()))
     }
 
     fn token_ids(&self, prompt: &str) -> Result<Option<Vec<i64>>> {

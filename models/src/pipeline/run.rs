@@ -26,6 +26,12 @@ pub trait PromptEncoder {
     fn token_ids(&self, _prompt: &str) -> Result<Option<Vec<i64>>> {
         Ok(None)
     }
+    /// `Some(text_len)` when `prompt` is longer than the `text_len` tokens the encoder
+    /// reads (the rest is cut off, as in the official code); `None` when it fits or the
+    /// encoder cannot tell.
+    fn truncated_to(&self, _prompt: &str) -> Result<Option<usize>> {
+        Ok(None)
+    }
 }
 
 /// The task's VAE (channels-first tensors, official normalisation).
@@ -184,7 +190,29 @@ pub fn run(
                 .as_deref()
                 .filter(|s| !s.is_empty())
                 .unwrap_or(DEFAULT_NEG_PROMPT);
-            (comps.text.encode(&params.prompt)?, comps.text.encode(neg)?)
+            let c = comps.text.encode(&params.prompt)?;
+            let n = comps.text.encode(neg)?;
+            // Cut twice, silently in the official code: by the tokenizer's text_len and
+            // by the DiT's (`fit_context`); say so once, with the smaller limit.
+            let dit_len = comps.experts.text_len().map(|l| l as usize);
+            for (what, p, ctx) in [
+                ("prompt", params.prompt.as_str(), &c),
+                ("negative prompt", neg, &n),
+            ] {
+                let tokenizer = comps.text.truncated_to(p)?;
+                let dit = dit_len.filter(|&l| ctx.shape()[0] as usize > l);
+                let limit = match (tokenizer, dit_len) {
+                    (Some(t), Some(d)) => Some(t.min(d)),
+                    (Some(t), None) => Some(t),
+                    (None, _) => dit,
+                };
+                if let Some(limit) = limit {
+                    on_event(Event::Warning(format!(
+                        "the {what} is longer than the {limit} tokens the model reads; the rest is ignored"
+                    )));
+                }
+            }
+            (c, n)
         }
     };
     timings.text_s = t0.elapsed().as_secs_f64();

@@ -48,6 +48,10 @@ pub enum JobEvent {
         done: usize,
         total: usize,
     },
+    /// Shown beside the progress; the job goes on (e.g. a truncated prompt).
+    Warning {
+        message: String,
+    },
     Finished {
         clip: Box<ClipEntry>,
     },
@@ -181,6 +185,7 @@ fn to_job_event(ev: Event) -> JobEvent {
             }
         }
         Event::Decode { done, total } => JobEvent::Decode { done, total },
+        Event::Warning(message) => JobEvent::Warning { message },
     }
 }
 

@@ -90,6 +90,7 @@ export class GenerateView {
         el("h3", { text: "Now" }),
         el("div", { id: "progress-text", text: "Idle" }),
         el("progress", { id: "progress", max: 1, value: 0 }),
+        el("ul", { id: "job-warnings", class: "hint warnings" }),
         el("canvas", { id: "preview", width: 64, height: 64 }),
         el("button", { id: "cancel", type: "button", text: "Cancel", disabled: true }),
         el("video", { id: "result", controls: true, loop: true, hidden: true }),
@@ -298,6 +299,7 @@ export class GenerateView {
         cancel.disabled = false;
         cancel.onclick = () => void ipc.cancelJob(job.id).catch(() => undefined);
         this.$("result").hidden = true;
+        this.$("job-warnings").replaceChildren();
         break;
       case "stage":
         text.textContent = STAGE_TEXT[e.stage] ?? e.stage;
@@ -309,6 +311,9 @@ export class GenerateView {
         break;
       case "decode":
         text.textContent = `Decoding ${e.done}/${e.total}…`;
+        break;
+      case "warning":
+        this.$("job-warnings").append(el("li", { text: e.message }));
         break;
       case "finished": {
         this.done(`Done in ${form.formatSeconds(e.clip.record.wall_s)}`);
