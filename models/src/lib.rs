@@ -8,6 +8,7 @@ pub mod config;
 pub mod dit;
 pub mod error;
 pub mod fixture;
+pub mod hash;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;

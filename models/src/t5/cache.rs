@@ -42,12 +42,6 @@ pub fn checkpoint_identity(path: &Path) -> Result<String> {
     Ok(format!("{}|{}|{}", canon.display(), meta.len(), mtime))
 }
 
-fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 impl ContextCache {
     pub fn new(dir: impl Into<PathBuf>, max_entries: usize) -> Self {
         Self {
@@ -66,7 +60,10 @@ impl ContextCache {
     }
 
     fn path_for(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{:016x}.{EXT}", fnv1a64(key)))
+        self.dir.join(format!(
+            "{:016x}.{EXT}",
+            crate::hash::fnv1a64(key.as_bytes())
+        ))
     }
 
     /// The cached `[L, dim]` context, or `None` (absent, foreign, unreadable).

@@ -17,6 +17,7 @@ use mlx_rs::ops::indexing::TryIndexOp;
 
 use crate::checkpoint::safetensors::{SafeTensors, save};
 use crate::error::{Error, Result};
+use crate::hash::Fnv128;
 use crate::pipeline::api::Preview;
 use crate::vae::{VaeKind, WanVae, host_f32};
 
@@ -356,21 +357,10 @@ impl Previewer {
 /// unknowns against `12·2·16` latent cells of `p²·3` targets each).
 pub const AUTO_FIT: (usize, i32, i32) = (12, 5, 4);
 
-/// FNV-1a (64 bit): a stable hash for cache keys (std's hasher may change between Rust
-/// releases, which would silently orphan every cached file).
-pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
 /// Cache key of a VAE weights file: its canonical path, size and mtime, the first and
 /// last MiB of its bytes (so a replaced file with the same name and size still misses),
 /// and the VAE config.
-fn vae_file_key(file: &Path, cfg: &crate::vae::VaeConfig) -> Result<u64> {
+fn vae_file_key(file: &Path, cfg: &crate::vae::VaeConfig) -> Result<String> {
     use std::io::{Read, Seek, SeekFrom};
     let canon = std::fs::canonicalize(file).map_err(|e| Error::io(file, e))?;
     let md = std::fs::metadata(&canon).map_err(|e| Error::io(file, e))?;
@@ -380,10 +370,11 @@ fn vae_file_key(file: &Path, cfg: &crate::vae::VaeConfig) -> Result<u64> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let mut h = fnv1a(canon.to_string_lossy().as_bytes(), FNV_OFFSET);
-    h = fnv1a(&md.len().to_le_bytes(), h);
-    h = fnv1a(&mtime.to_le_bytes(), h);
-    h = fnv1a(format!("{cfg:?}").as_bytes(), h);
+    let mut h = Fnv128::default();
+    h.field(canon.to_string_lossy().as_bytes())
+        .field(&md.len().to_le_bytes())
+        .field(&mtime.to_le_bytes())
+        .field(format!("{cfg:?}").as_bytes());
     let mut f = std::fs::File::open(&canon).map_err(|e| Error::io(file, e))?;
     let chunk = 1u64 << 20;
     let mut buf = Vec::new();
@@ -396,7 +387,7 @@ fn vae_file_key(file: &Path, cfg: &crate::vae::VaeConfig) -> Result<u64> {
             .map_err(|e| Error::io(file, e))?;
         f.read_to_end(&mut buf).map_err(|e| Error::io(file, e))?;
     }
-    Ok(fnv1a(&buf, h))
+    Ok(h.field(&buf).hex())
 }
 
 /// Where a previewer came from (for logs and tests).
@@ -425,7 +416,7 @@ pub fn ensure_previewer(
         return Ok((p, PreviewSource::Beside));
     }
     let key = vae_file_key(vae_file, &vae.cfg)?;
-    let cached = cache_dir.join(format!("preview-{key:016x}.safetensors"));
+    let cached = cache_dir.join(format!("preview-{key}.safetensors"));
     if cached.exists() {
         match Previewer::load(&cached) {
             Ok(p) if p.kind == vae.cfg.kind && p.z_dim == vae.cfg.z_dim => {

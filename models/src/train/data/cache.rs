@@ -22,6 +22,7 @@ use mlx_rs::Array;
 
 use crate::checkpoint::safetensors::{SafeTensors, save};
 use crate::error::{Error, Result};
+pub use crate::hash::Fnv128;
 use crate::t5::TextEncoder;
 use crate::train::data::folder::{ClipSpec, DatasetFolder, clip_tensor, load_clip};
 use crate::vae::WanVae;
@@ -33,36 +34,6 @@ pub const CACHE_VERSION: u32 = 1;
 /// Decoded clips kept between the validation pass and the encode pass up to this size;
 /// beyond it they are decoded again (cheap next to the VAE).
 const KEEP_DECODED_BYTES: usize = 512 << 20;
-
-/// 128-bit FNV-1a: stable across Rust versions and platforms (unlike `DefaultHasher`), no
-/// dependency; collisions are not a concern for cache keys of a user's own files.
-#[derive(Clone)]
-pub struct Fnv128(u128);
-
-impl Default for Fnv128 {
-    fn default() -> Self {
-        Self(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d)
-    }
-}
-
-impl Fnv128 {
-    pub fn update(&mut self, bytes: &[u8]) -> &mut Self {
-        const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-        for &b in bytes {
-            self.0 ^= b as u128;
-            self.0 = self.0.wrapping_mul(PRIME);
-        }
-        self
-    }
-    /// A length-prefixed field, so `("ab", "c")` and `("a", "bc")` differ.
-    pub fn field(&mut self, bytes: &[u8]) -> &mut Self {
-        self.update(&(bytes.len() as u64).to_le_bytes())
-            .update(bytes)
-    }
-    pub fn hex(&self) -> String {
-        format!("{:032x}", self.0)
-    }
-}
 
 /// Content hash of a file (streamed).
 pub fn file_hash(path: &Path) -> Result<String> {
@@ -300,16 +271,6 @@ pub fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv128_matches_the_published_vectors() {
-        // FNV-1a 128 of "" and "a" (reference values of the FNV specification).
-        assert_eq!(Fnv128::default().hex(), "6c62272e07bb014262b821756295c58d");
-        assert_eq!(
-            Fnv128::default().update(b"a").hex(),
-            "d228cb696f1a8caf78912b704e4a8964"
-        );
-    }
 
     #[test]
     fn keys_change_with_every_input() {

@@ -207,11 +207,8 @@ pub fn embed_caption(caption: &str, text_dim: i32) -> Result<Array> {
     let scale = 1.0 / (text_dim as f64).sqrt();
     let mut v = Vec::with_capacity(words.len() * text_dim as usize);
     for w in &words {
-        // FNV-1a: a stable hash (std's hasher is randomised per process).
-        let h = w.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        let mut r = Rng::new(h);
+        // A stable hash (std's hasher is randomised per process).
+        let mut r = Rng::new(crate::hash::fnv1a64(w.as_bytes()));
         v.extend((0..text_dim).map(|_| (r.normal() * scale) as f32));
     }
     Ok(Array::from_slice(&v, &[words.len() as i32, text_dim]))
