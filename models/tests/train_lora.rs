@@ -3,8 +3,8 @@
 //! `merge_lora` (what `generate --lora FILE --lora_scale S` calls): scale 0 is the base
 //! bit for bit, scale 1 reproduces the trained adapter, and the output moves with the scale.
 mod common;
+use common::max_diff;
 
-use mlx_rs::Array;
 use mlx_rs::module::ModuleParameters;
 use wan::dit::{DitInput, Timesteps, WanConfig, WanModel};
 use wan::fixture::Fixture;
@@ -15,16 +15,6 @@ fn base() -> Option<WanModel> {
     let fx = Fixture::open(common::fixture("dit_t2v.safetensors")?).unwrap();
     let cfg: WanConfig = serde_json::from_value(fx.cfg("constructor").unwrap().clone()).unwrap();
     Some(WanModel::load(cfg, &fx.params().unwrap()).unwrap())
-}
-
-fn max_diff(a: &Array, b: &Array) -> f32 {
-    a.subtract(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(None)
-        .unwrap()
-        .item_cast::<f32>()
 }
 
 #[test]

@@ -18,6 +18,7 @@ use wan::train::lora::merge_lora;
 use wan::video::{Frames, write_mp4};
 
 mod common;
+use common::max_diff;
 
 /// A moving coloured square on a gradient, `n` frames of `w × h`.
 fn clip(w: u32, h: u32, n: usize, hue: u8) -> Frames {
@@ -80,16 +81,6 @@ fn count(dir: &Path) -> usize {
             .count()
         })
         .unwrap_or(0)
-}
-
-fn max_diff(a: &mlx_rs::Array, b: &mlx_rs::Array) -> f32 {
-    a.subtract(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(None)
-        .unwrap()
-        .item_cast::<f32>()
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! From-scratch training on the synthetic dataset, shortened: the held-out validation loss
 //! must fall well below the untrained model's, and sampled clips must match their captions
 //! (background colour read back from the pixels) far better than an untrained model's.
+mod common;
+
 use std::time::Duration;
 
 use wan::checkpoint::safetensors::SafeTensors;
@@ -85,15 +87,7 @@ fn exported_batches_are_the_training_batches() {
         let noise = st.array(&format!("{p}noise")).unwrap();
         let sigma: Vec<f32> = st.array(&format!("{p}sigma")).unwrap().as_slice().to_vec();
         assert_eq!(x0.shape(), &[3, 4, 4, 8, 8]);
-        let d = |a: &mlx_rs::Array, b: &mlx_rs::Array| {
-            a.subtract(b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max(None)
-                .unwrap()
-                .item_cast::<f32>()
-        };
+        let d = common::max_diff;
         assert_eq!(d(&x0, &b.x0), 0.0);
         assert_eq!(d(&noise, &b.noise), 0.0);
         assert_eq!(sigma, b.sigma);

@@ -48,3 +48,14 @@ pub fn assert_parity(name: &str) {
         failed.join("\n")
     );
 }
+
+/// Largest absolute elementwise difference of two arrays.
+pub fn max_diff(a: &mlx_rs::Array, b: &mlx_rs::Array) -> f32 {
+    a.subtract(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(None)
+        .unwrap()
+        .item_cast::<f32>()
+}
