@@ -1,6 +1,6 @@
 //! The `generate` binary: valid mp4s on the tiny official folders (checked with ffprobe),
 //! cancellation, and a clear error for each kind of bad input.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 mod common;
@@ -124,34 +124,6 @@ fn each_validation_error_is_clear() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `(codec, width, height, frames)` via ffprobe.
-fn probe(path: &Path) -> (String, u32, u32, u32) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let f: Vec<&str> = s.split(',').collect();
-    assert!(f.len() >= 4, "ffprobe: `{s}`");
-    (
-        f[0].into(),
-        f[1].parse().unwrap(),
-        f[2].parse().unwrap(),
-        f[3].parse().unwrap(),
-    )
-}
-
 /// Run `generate`, check the mp4 and sidecar; returns what it printed on stderr.
 fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) -> String {
     let dir = tmpdir(tag);
@@ -162,7 +134,7 @@ fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) -> String {
         .output()
         .unwrap();
     assert!(o.status.success(), "{tag}: {}", stderr(&o));
-    let (codec, w, h, n) = probe(&out);
+    let (codec, w, h, n, _) = common::probe(&out);
     assert_eq!((codec.as_str(), w, h, n), ("h264", want.0, want.1, want.2));
     let side: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("clip.mp4.json")).unwrap()).unwrap();

@@ -1,38 +1,10 @@
 //! mp4 output through the system ffmpeg: valid H.264 per ffprobe, atomic, clear errors.
-use std::path::Path;
-use std::process::Command;
 
+mod common;
+
+use common::probe;
 use mlx_rs::Array;
 use wan::video::{frames_from_video, write_mp4, write_png_frames};
-
-/// `(codec, width, height, frames, pix_fmt)` of the first video stream, via ffprobe.
-pub fn probe(path: &Path) -> (String, u32, u32, u32, String) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames,pix_fmt",
-            "-of",
-            "csv=p=0:nk=1",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let f: Vec<&str> = s.split(',').collect();
-    assert!(f.len() >= 5, "ffprobe said `{s}`");
-    (
-        f[0].into(),
-        f[1].parse().unwrap(),
-        f[2].parse().unwrap(),
-        f[4].parse().unwrap(),
-        f[3].into(),
-    )
-}
 
 #[test]
 fn mp4_is_h264_yuv420p_with_every_frame_and_errors_are_clear() {

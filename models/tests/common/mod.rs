@@ -59,3 +59,32 @@ pub fn max_diff(a: &mlx_rs::Array, b: &mlx_rs::Array) -> f32 {
         .unwrap()
         .item_cast::<f32>()
 }
+
+/// `(codec, width, height, frames, pix_fmt)` of the first video stream, via ffprobe.
+pub fn probe(path: &std::path::Path) -> (String, u32, u32, u32, String) {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,pix_fmt",
+            "-of",
+            "csv=p=0:nk=1",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let f: Vec<&str> = s.split(',').collect();
+    assert!(f.len() >= 5, "ffprobe said `{s}`");
+    (
+        f[0].into(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[4].parse().unwrap(),
+        f[3].into(),
+    )
+}
