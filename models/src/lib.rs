@@ -12,6 +12,7 @@ pub mod hash;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;
+pub mod quant;
 pub mod solvers;
 pub mod t5;
 pub mod train;

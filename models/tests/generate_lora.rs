@@ -161,6 +161,7 @@ fn a14b_lora_goes_into_the_chosen_expert_only() {
             lora: Some((tmp.clone(), 1.0)),
             lora_expert: expert,
             preview_cache: None,
+            quantize: None,
         };
         load_models(&ck, task, &opts).map(|(_, e)| e)
     };
@@ -197,6 +198,7 @@ fn a14b_lora_goes_into_the_chosen_expert_only() {
         lora: Some((tmp.clone(), 1.0)),
         lora_expert: Some(Expert::HighNoise),
         preview_cache: None,
+        quantize: None,
     };
     let err = load_models(&ti2v, ti2v.task().unwrap(), &opts)
         .err()

@@ -277,6 +277,7 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
                 _ => None,
             },
             preview_cache: None,
+            quantize: None,
         },
     )?;
     let load_s = t_load.elapsed().as_secs_f64();

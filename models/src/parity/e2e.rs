@@ -67,6 +67,7 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
         lora: None,
         lora_expert: None,
         preview_cache: None,
+        quantize: None,
     };
     let mut loaded = if recorded_contexts {
         let ck = crate::checkpoint::Checkpoint::open(&dir)?;

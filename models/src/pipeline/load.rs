@@ -30,6 +30,8 @@ pub struct LoadOptions {
     /// Folder for previewers fitted on first use (folders without `preview_mlx.safetensors`,
     /// e.g. official ones); `None`: previews only where the folder has one.
     pub preview_cache: Option<std::path::PathBuf>,
+    /// Quantize the DiT(s) at load with this recipe (a dense bf16/f32 folder; issue 12).
+    pub quantize: Option<crate::quant::Recipe>,
 }
 
 /// Loaded models of one task.
@@ -185,6 +187,12 @@ pub fn load_models(
         previewer,
     });
     let dtype = opts.dtype;
+    if let Some(r) = &opts.quantize {
+        return Err(Error::Unsupported(format!(
+            "on-load {} quantization is not implemented yet",
+            r.spec.name()
+        )));
+    }
     if let Some(e) = opts.lora_expert {
         if opts.lora.is_none() {
             return Err(Error::Input(

@@ -85,6 +85,7 @@ impl Engine for WanEngine {
             lora: None,
             lora_expert: None,
             preview_cache: Some(self.preview_cache.clone()),
+            quantize: None,
         };
         let mut loaded = wan::pipeline::load(ckpt, params.task, &opts)?;
         let load_s = t0.elapsed().as_secs_f64();
