@@ -117,7 +117,7 @@ impl WanAttention {
 
     /// `[B, L, H, d]` q/k/v → fused SDPA in the projection dtype → `o` → `[B, L, D]`.
     fn attend(&self, q: Array, k: Array, v: Array, b: i32, l: i32) -> Result<Array> {
-        let dt = self.q.weight.dtype();
+        let dt = self.q.dtype();
         let hd = q.shape()[3];
         let perm = [0, 2, 1, 3];
         let q = cast(&q, dt)?.transpose_axes(&perm)?;

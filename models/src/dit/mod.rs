@@ -3,8 +3,10 @@ pub mod attention;
 pub mod block;
 pub mod config;
 pub mod keys;
+pub mod load;
 pub mod model;
 pub mod rope;
 
 pub use config::{ModelType, WanConfig};
+pub use load::DitLoad;
 pub use model::{DitInput, Stem, Timesteps, Trace, WanModel};

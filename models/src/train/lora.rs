@@ -156,6 +156,11 @@ impl LoraWan {
     /// Wrap `base` (frozen) with fresh adapters on every block × target.
     pub fn new(mut base: WanModel, config: LoraConfig, rng: &mut Rng) -> Result<Self> {
         config.validate()?;
+        if base.quantization()?.is_some() {
+            return Err(Error::Unsupported(
+                "LoRA training needs a dense base model (load the bf16/f32 folder)".into(),
+            ));
+        }
         let (mut adapters, mut sites, mut base_weights) = (Vec::new(), Vec::new(), Vec::new());
         for b in 0..base.blocks.len() {
             for t in &config.targets {
@@ -305,7 +310,8 @@ fn parse_key(name: &str) -> Option<(usize, String, &'static str)> {
 /// tensor must name a known site with matching shapes, else nothing is changed and every
 /// problem is reported. Returns the number of merged sites. This is what
 /// `generate --lora FILE --lora_scale S` calls after loading the DiT (merge at load: no
-/// run-time cost).
+/// run-time cost). On a quantized Linear the adapter is kept as an unmerged side path
+/// (`x·Aᵀ·Bᵀ·k` added to the quantized output), so quality never depends on requantizing.
 pub fn merge_lora(model: &mut WanModel, path: &Path, scale: f32) -> Result<usize> {
     let st = SafeTensors::open(path)?;
     type Site = (Option<Array>, Option<Array>, Option<f32>);
@@ -348,18 +354,23 @@ pub fn merge_lora(model: &mut WanModel, path: &Path, scale: f32) -> Result<usize
         }
         let rank = sa[0] as f32;
         let k = scale * alpha.unwrap_or(rank) / rank;
-        let delta = bm
-            .as_dtype(Dtype::Float32)?
-            .matmul(a.as_dtype(Dtype::Float32)?)?
-            .multiply(Array::from_f32(k))?;
-        deltas.push((b, t, delta));
+        deltas.push((b, t, a, bm, k));
     }
     if !problems.is_empty() {
         return Err(Error::Weights(problems));
     }
     let n = deltas.len();
-    for (b, t, delta) in deltas {
+    for (b, t, a, bm, k) in deltas {
         let lin = linear_mut(model, b, &t)?;
+        if lin.is_quantized() {
+            // A quantized weight is not requantized: the adapter runs beside it.
+            lin.add_lora_side(&a, &bm, k)?;
+            continue;
+        }
+        let delta = bm
+            .as_dtype(Dtype::Float32)?
+            .matmul(a.as_dtype(Dtype::Float32)?)?
+            .multiply(Array::from_f32(k))?;
         let dt = lin.weight.dtype();
         let w = lin
             .weight
