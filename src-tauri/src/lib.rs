@@ -87,6 +87,7 @@ pub fn run() {
             commands::models::app_info,
             commands::models::memory_estimate,
             commands::models::convert_checkpoint,
+            commands::models::convert_estimate,
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     let app = match app {

@@ -4,7 +4,8 @@
 // Env: APP (binary), CKPT (checkpoint folder), ARTIFACTS (screenshot folder).
 // Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
 // ≥1 live preview → the clip plays → finished clip in the Gallery → restart → the clip is
-// still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips.
+// still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips →
+// convert CKPT again at 8-bit (CONVERT_DST-q8) → generate on it → 3 clips.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -262,6 +263,56 @@ try {
   if (!status2.startsWith("Done")) throw new Error(`generation on the converted folder failed: ${status2}`);
   await s.click("#tab-gallery");
   await s.until("both clips in the gallery", "return document.querySelectorAll('.clip-card').length === 2", 30000);
+
+  // --- issue 12: "Convert to MLX" at 8-bit (predicted size + measured drift shown), then
+  // generate from the quantized folder. ---
+  await s.click("#tab-models");
+  await s.type("#ckpt-path", CKPT);
+  await s.click("#ckpt-use");
+  await s.until("the official folder back in use", "return !document.querySelector('#convert').disabled");
+  const q8Option = await s.until(
+    "the 8-bit size estimate",
+    "const o = document.querySelector('#convert-quant option[value=q8]'); return o && /^8-bit — [0-9.]+ [KMG]?B$/.test(o.textContent) && o.textContent",
+    30000,
+  );
+  await s.set("#convert-quant", "q8");
+  const estimate = await s.js("return document.querySelector('#convert-estimate').textContent");
+  log("8-bit level:", q8Option, "|", estimate);
+  if (!/% of bf16\) · measured drift: /.test(estimate)) throw new Error(`no size/drift for 8-bit: ${estimate}`);
+  const q8Dst = `${CONVERT_DST}-q8`;
+  await s.type("#convert-dst", q8Dst);
+  await s.click("#convert");
+  const q8Converted = await s.until(
+    "the 8-bit conversion to end",
+    "const t = document.querySelector('#convert-text').textContent; return /^(Converted|Conversion failed|Cancelled)/.test(t) && t",
+    120000,
+  );
+  log("convert 8-bit:", q8Converted);
+  if (!q8Converted.startsWith("Converted")) throw new Error(`8-bit conversion did not finish: ${q8Converted}`);
+  const q8InUse = await s.js("return document.querySelector('#ckpt-path').value");
+  if (q8InUse !== q8Dst) throw new Error(`8-bit folder not in use: ${q8InUse}`);
+  const q8Config = JSON.parse(readFileSync(join(q8Dst, "config.json"), "utf8"));
+  if (q8Config.quantization?.bits !== 8) throw new Error(`not an 8-bit folder: ${JSON.stringify(q8Config)}`);
+  results.convert_q8 = { option: q8Option, estimate, converted: q8Converted };
+  await s.shot("09-models-converted-q8");
+  await s.click("#tab-generate");
+  await s.type("#prompt", PROMPT);
+  await s.set("#size", "custom");
+  await s.set("#width", 96);
+  await s.set("#height", 64);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  await s.click("#generate");
+  const status3 = await s.until(
+    "the job on the 8-bit folder to end",
+    "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+    300000,
+  );
+  log("job on the 8-bit folder:", status3);
+  if (!status3.startsWith("Done")) throw new Error(`generation on the 8-bit folder failed: ${status3}`);
+  await s.click("#tab-gallery");
+  await s.until("three clips in the gallery", "return document.querySelectorAll('.clip-card').length === 3", 30000);
+  // --- end issue 12 ---
 } finally {
   await s.end().catch(() => undefined);
 }

@@ -9,6 +9,8 @@ import {
   type AppError,
   type CheckpointInfo,
   type ConvertDtype,
+  type ConvertLevel,
+  type ConvertQuant,
   type JobEvent,
 } from "../ipc";
 import { formatBytes, formatSeconds } from "../form";
@@ -16,6 +18,12 @@ import { formatBytes, formatSeconds } from "../form";
 /** `<src>-mlx` beside the source folder. */
 export function defaultDestination(src: string): string {
   return `${src.replace(/[\\/]+$/, "")}-mlx`;
+}
+
+/** Option text of a convert level: `8-bit — 5.6 GB`. */
+export function levelText(l: ConvertLevel, dtype: string): string {
+  const name = l.quantize === "q8" ? "8-bit" : l.quantize === "q4" ? "4-bit" : `${dtype} (no quantization)`;
+  return `${name} — ${formatBytes(l.bytes)}`;
 }
 
 /** The last path segment (either separator). */
@@ -29,6 +37,8 @@ export class ModelsView {
   private shown: CheckpointInfo | null = null;
   /** The running or waiting conversion: its job id once known, and whether it started. */
   private job: { id: number; started: boolean } | null = null;
+  /** Predicted size / drift per level for the shown folder and dtype. */
+  private levels: ConvertLevel[] = [];
 
   constructor(
     private root: HTMLElement,
@@ -40,6 +50,14 @@ export class ModelsView {
       el("option", { value: "bf16", text: "bf16 (half the size; Metal computes in it)" }),
       el("option", { value: "f16", text: "f16" }),
       el("option", { value: "f32", text: "f32 (full precision, twice the size)" }),
+    );
+    // Issue 12: quantized conversion (8/4-bit DiT weights that stay quantized in memory).
+    const quant = el(
+      "select",
+      { id: "convert-quant" },
+      el("option", { value: "", text: "No quantization" }),
+      el("option", { value: "q8", text: "8-bit" }),
+      el("option", { value: "q4", text: "4-bit" }),
     );
     root.append(
       el("h2", { text: "Checkpoint" }),
@@ -69,6 +87,7 @@ export class ModelsView {
         "div",
         { class: "row" },
         el("label", { class: "field" }, el("span", { text: "Weights dtype" }), dtype),
+        el("label", { class: "field" }, el("span", { text: "DiT precision" }), quant),
         el(
           "label",
           {},
@@ -82,6 +101,7 @@ export class ModelsView {
         el("button", { id: "convert", type: "button", class: "primary", text: "Convert to MLX…", disabled: true }),
         el("button", { id: "convert-cancel", type: "button", text: "Cancel", disabled: true }),
       ),
+      el("p", { id: "convert-estimate", class: "hint" }),
       el("progress", { id: "convert-progress", max: 1, value: 0 }),
       el("div", { id: "convert-text", class: "hint" }),
       el("h2", { text: "This machine" }),
@@ -104,6 +124,8 @@ export class ModelsView {
       }
     });
     byId(root, "convert").addEventListener("click", () => void this.convert());
+    dtype.addEventListener("change", () => void this.estimate());
+    quant.addEventListener("change", () => this.showEstimate());
     byId(root, "convert-cancel").addEventListener("click", () => void this.cancelConvert());
     this.updateConvert();
   }
@@ -170,8 +192,42 @@ export class ModelsView {
     if (this.shown?.path !== info.path || !this.$("convert-dst").value) {
       this.$("convert-dst").value = info.layout === "Official" ? defaultDestination(info.path) : "";
     }
+    const changed = this.shown?.path !== info.path;
     this.shown = info;
     this.updateConvert();
+    if (changed) void this.estimate();
+  }
+
+  /** Ask for the predicted size of each level (official folders only). */
+  async estimate(): Promise<void> {
+    const info = this.shown;
+    this.levels = [];
+    if (info && info.layout === "Official" && !info.problems.length) {
+      const dtype = this.$<HTMLSelectElement>("convert-dtype").value as ConvertDtype;
+      this.levels = await ipc.convertEstimate(info.path, dtype).catch(() => []);
+    }
+    this.showEstimate();
+  }
+
+  /** Sizes in the level options; size and drift of the chosen level under them. */
+  private showEstimate(): void {
+    const sel = this.$<HTMLSelectElement>("convert-quant");
+    const dtype = this.$<HTMLSelectElement>("convert-dtype").value;
+    for (const opt of Array.from(sel.options)) {
+      const l = this.levels.find((x) => (x.quantize ?? "") === opt.value);
+      opt.textContent = l ? levelText(l, dtype) : opt.value === "q8" ? "8-bit" : opt.value === "q4" ? "4-bit" : "No quantization";
+    }
+    const chosen = this.levels.find((x) => (x.quantize ?? "") === sel.value);
+    const dense = this.levels.find((x) => x.quantize === null);
+    const out = this.$("convert-estimate");
+    if (!chosen || !dense) {
+      out.textContent = "";
+      return;
+    }
+    const ratio = dense.bytes ? ` (${Math.round((100 * chosen.bytes) / dense.bytes)}% of ${dtype})` : "";
+    out.textContent =
+      `New folder ≈ ${formatBytes(chosen.bytes)}${chosen.quantize ? ratio : ""}` +
+      (chosen.drift ? ` · measured drift: ${chosen.drift}` : "");
   }
 
   /** Why converting is not possible now, or null. */
@@ -195,7 +251,7 @@ export class ModelsView {
     // Red only for a folder with problems; "already converted" is information.
     hint.classList.toggle("bad", !this.job && (this.shown?.problems.length ?? 0) > 0);
     this.$<HTMLButtonElement>("convert").disabled = why !== null;
-    for (const id of ["convert-dst", "convert-dtype", "convert-select", "convert-browse"]) {
+    for (const id of ["convert-dst", "convert-dtype", "convert-quant", "convert-select", "convert-browse"]) {
       this.$<HTMLInputElement>(id).disabled = this.job !== null || why !== null;
     }
   }
@@ -206,6 +262,7 @@ export class ModelsView {
     if (!info || this.convertBlocker()) return null;
     const dst = this.$("convert-dst").value.trim();
     const dtype = this.$<HTMLSelectElement>("convert-dtype").value as ConvertDtype;
+    const quantize = (this.$<HTMLSelectElement>("convert-quant").value || null) as ConvertQuant | null;
     const select = this.$("convert-select").checked;
     const text = this.$("convert-text");
     if (!dst) {
@@ -220,7 +277,7 @@ export class ModelsView {
     delete text.dataset.code;
     this.updateConvert();
     try {
-      job.id = await ipc.convertCheckpoint(info.path, dst, dtype, select, (e) => this.onEvent(job, e));
+      job.id = await ipc.convertCheckpoint(info.path, dst, dtype, select, (e) => this.onEvent(job, e), quantize);
       this.$<HTMLButtonElement>("convert-cancel").disabled = this.job !== job;
       // Events can come before the id: only say "waiting" if the job has not started.
       if (this.job === job && !job.started) text.textContent = "Waiting for the running job to finish…";
