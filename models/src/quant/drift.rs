@@ -167,6 +167,10 @@ pub fn study_recipes(spec: QuantSpec, layers: i32) -> Vec<(String, Recipe)> {
             keep(&["blocks.*.cross_attn.v.", "blocks.*.cross_attn.o."]),
         ),
         (
+            "first-block attention dense".into(),
+            keep(&["blocks.0.self_attn.", "blocks.0.cross_attn."]),
+        ),
+        (
             "first + last cross-attn dense".into(),
             keep(&["blocks.0.cross_attn.", &format!("{last}cross_attn.")]),
         ),

@@ -156,9 +156,19 @@ impl Recipe {
         }
     }
 
-    /// The default recipe for `spec` (measured: README "Quantization").
+    /// The default recipe for `spec` (measured: README "Quantization"). 8-bit: every
+    /// block Linear (its drift is already small, and any dense layer would cost more than
+    /// the 0.55× budget leaves). 4-bit: every block Linear but the first block's self- and
+    /// cross-attention, kept dense — the first block and the (ungated) cross-attention
+    /// were the most sensitive in the study, and this costs ≈1 % of the bf16 size.
     pub fn recommended(spec: QuantSpec) -> Self {
-        Self::all(spec)
+        match spec.bits {
+            4 => Self {
+                spec,
+                keep_dense: vec!["blocks.0.self_attn.".into(), "blocks.0.cross_attn.".into()],
+            },
+            _ => Self::all(spec),
+        }
     }
 
     /// Does this recipe quantize the DiT tensor `key` (official name) of `shape`?
@@ -202,8 +212,8 @@ impl Recipe {
 /// (README "Quantization"), in one line for the Models view.
 pub fn measured_drift(spec: QuantSpec) -> &'static str {
     match spec.bits {
-        8 => "TBD",
-        _ => "TBD",
+        8 => "DiT output RMS 0.05–0.08 % of its range, video PSNR ≈ 60 dB vs f32 (test models)",
+        _ => "DiT output RMS 0.7–1.1 % of its range, video PSNR ≈ 39 dB vs f32 (test models)",
     }
 }
 
