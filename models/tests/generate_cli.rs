@@ -178,7 +178,7 @@ fn ti2v_image_to_video_writes_a_valid_mp4() {
     let Some(c) = ckpt("ti2v_tiny") else { return };
     let img = c.parent().unwrap().join("e2e_ti2v_i2v_image.png");
     // A 64×96 image and the 1280*704 area: best_output_size keeps the 2:3 aspect.
-    let (w, h) = wan::video::best_output_size(64, 96, 32, 32, 1280.0 * 704.0);
+    let (w, h) = wan::video::best_output_size(64, 96, 32, 32, 1280 * 704).unwrap();
     generate_ok(
         "ti2v-i2v",
         &[

@@ -146,8 +146,10 @@ fn params_from(args: &Args) -> Result<GenerateParams> {
             "t2v-A14B takes no --image (use i2v-A14B or ti2v-5B)".into()
         )),
         (_, Some(p)) => {
-            // Fail now, not after loading the models.
-            wan::video::load_rgb(p)?;
+            // Fail now, not after loading the models: an unreadable image, or one the
+            // official size rules cannot fit to the area.
+            let img = wan::video::load_rgb(p)?;
+            wan::video::conditioned_size(&cfg, img.dimensions(), size)?;
         }
         _ => {}
     }

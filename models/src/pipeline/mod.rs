@@ -7,7 +7,9 @@ pub use api::{CancelToken, Event, GenerateParams, Preview, SolverKind, Stage, Ti
 pub use denoise::{DenoiseSpec, Denoised, StepInfo, StepTrace, denoise};
 pub use experts::{ExpertSlot, Experts};
 pub mod run;
-pub use run::{Components, LatentVae, PromptEncoder, RunOptions, RunRecord, run, seeded_noise};
+pub use run::{
+    Components, ImageTensors, LatentVae, PromptEncoder, RunOptions, RunRecord, run, seeded_noise,
+};
 pub mod load;
 pub use load::{LoadOptions, Loaded, check_folder, folder_identity, load, load_models};
 pub mod vae_glue;
