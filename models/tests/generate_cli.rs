@@ -203,6 +203,92 @@ fn ti2v_image_to_video_writes_a_valid_mp4() {
     );
 }
 
+/// `generate --task i2v-A14B --image` replays the official `e2e_i2v_a14b` run (its noise
+/// injected with `--noise`): an mp4 of the official output size (80×32 from a 72×40 image,
+/// not the `--size`), and frames equal to the official video up to uint8 rounding.
+#[test]
+fn i2v_a14b_image_to_video_replays_the_official_run() {
+    let Some(fx_path) = common::fixture("e2e_i2v_a14b.safetensors") else {
+        return;
+    };
+    let fx = wan::fixture::Fixture::open(&fx_path).unwrap();
+    let cli = |k: &str| fx.cfg(&format!("cli_equivalent.{k}")).unwrap().clone();
+    let s = |k: &str| cli(k).as_str().unwrap().to_string();
+    let fixtures = fx_path.parent().unwrap();
+    let ckpt = fixtures.join(s("ckpt_dir"));
+    let image = fixtures.join("checkpoints").join(s("image"));
+    let wh = fx.cfg("effective.output_wh").unwrap();
+    let (ow, oh) = (
+        wh[0].as_u64().unwrap() as u32,
+        wh[1].as_u64().unwrap() as u32,
+    );
+    let video = fx.get_f32("output/video").unwrap(); // [3, F, H, W] in [−1, 1]
+    let frames = video.shape()[1] as u32;
+    assert_ne!(
+        (ow, oh),
+        wan::config::parse_size(&s("size"))
+            .map(|(w, h)| (w as u32, h as u32))
+            .unwrap()
+    );
+
+    let dir = tmpdir("i2v-a14b");
+    let (out, pngs) = (dir.join("clip.mp4"), dir.join("frames"));
+    let o = bin()
+        .args(["--task", &s("task"), "--ckpt_dir", ckpt.to_str().unwrap()])
+        .args([
+            "--image",
+            image.to_str().unwrap(),
+            "--size",
+            &s("size"),
+            "--any_size",
+        ])
+        .args(["--frame_num", &cli("frame_num").to_string()])
+        .args(["--sample_steps", &cli("sample_steps").to_string()])
+        .args(["--sample_solver", &s("sample_solver")])
+        .args([
+            "--prompt",
+            &s("prompt"),
+            "--negative_prompt",
+            &s("n_prompt"),
+        ])
+        .args(["--base_seed", &cli("base_seed").to_string()])
+        .args(["--noise", fx_path.to_str().unwrap()])
+        .args(["--frames_dir", pngs.to_str().unwrap()])
+        .args(["--save_file", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (codec, w, h, n, pix) = common::probe(&out);
+    assert_eq!(
+        (codec.as_str(), w, h, n, pix.as_str()),
+        ("h264", ow, oh, frames, "yuv420p")
+    );
+
+    // The official uint8 frames: trunc((x + 1) / 2 · 255) of the recorded video.
+    let v: Vec<f32> = video.to_vec_cast::<f32>().unwrap();
+    let (hh, ww) = (oh as usize, ow as usize);
+    let mut worst = 0i32;
+    for f in 0..frames as usize {
+        let png = image::open(pngs.join(format!("frame_{f:05}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(png.dimensions(), (ow, oh));
+        for (i, p) in png.pixels().enumerate() {
+            for c in 0..3 {
+                let x = v[((c * frames as usize + f) * hh + i / ww) * ww + i % ww];
+                let want = ((x.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0) as i32;
+                worst = worst.max((p.0[c] as i32 - want).abs());
+            }
+        }
+    }
+    // Float differences of ~1e-5 can only flip a level at a rounding boundary.
+    assert!(
+        worst <= 1,
+        "frames differ from the official video by {worst} levels"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn t2v_a14b_writes_a_valid_mp4() {
     let Some(c) = ckpt("t2v_a14b_tiny") else {

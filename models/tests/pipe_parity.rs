@@ -94,8 +94,24 @@ fn e2e_t2v_a14b_matches_official() {
     common::assert_parity("e2e_t2v_a14b.safetensors");
 }
 
+/// I2V-A14B end to end: tokenizer + T5, the PNG through the bicubic resize, the Wan2.1
+/// VAE encode into `y`, both experts with (3.5, 3.5) guidance, the decode; every recorded
+/// tensor compared (the `coverage` check fails on any left out).
+#[test]
+fn e2e_i2v_a14b_matches_official() {
+    common::assert_parity("e2e_i2v_a14b.safetensors");
+}
+
+/// TI2V-5B preprocessing: Pillow loading, size decisions (refused rows included), LANCZOS
+/// and crop, bit-exact on every case.
+#[test]
+fn resize_ti2v_matches_official_bit_for_bit() {
+    common::assert_parity("resize_ti2v.safetensors");
+}
+
 /// Everything but tokenizer + T5, through the real `pipeline::run` on the tiny official
-/// folders with the recorded contexts and noise injected: image resize + VAE encode (i2v),
+/// folders with the recorded contexts and noise injected: image resize + VAE encode (i2v,
+/// i2v-A14B's bicubic resize and `y`),
 /// the A14B expert switch with (low, high) guidance and one UniPC across both experts,
 /// per-token t, every step, x0 and the decoded video.
 #[test]
@@ -104,6 +120,7 @@ fn e2e_runs_match_official_with_recorded_contexts() {
         "e2e_t2v_a14b.safetensors",
         "e2e_ti2v_t2v.safetensors",
         "e2e_ti2v_i2v.safetensors",
+        "e2e_i2v_a14b.safetensors",
     ] {
         let Some(path) = common::fixture(name) else {
             return;
@@ -119,8 +136,24 @@ fn e2e_runs_match_official_with_recorded_contexts() {
             .map(|c| c.line())
             .collect();
         assert!(failed.is_empty(), "{name}:\n{}", failed.join("\n"));
-        for must in ["output/latents", "output/video", "inter/model_t"] {
-            assert!(checks.iter().any(|c| c.name == must), "{name}: no {must}");
+        let extra: &[&str] = match name {
+            "e2e_ti2v_i2v.safetensors" => &["inter/image", "inter/image_latent"],
+            "e2e_t2v_a14b.safetensors" => &["inter/expert", "inter/guide_scale"],
+            "e2e_i2v_a14b.safetensors" => &[
+                "inter/image",
+                "inter/image_resized",
+                "inter/image_latent",
+                "inter/y",
+                "inter/expert",
+                "inter/guide_scale",
+            ],
+            _ => &[],
+        };
+        for must in ["output/latents", "output/video", "inter/model_t"]
+            .iter()
+            .chain(extra)
+        {
+            assert!(checks.iter().any(|c| c.name == *must), "{name}: no {must}");
         }
     }
 }

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::fixture::{Check, Fixture, compare_abs, compare_exact};
-use crate::video::image::{PngSamples, to_planes};
-use crate::video::{Ti2vPlan, decode_rgb};
+use crate::video::image::PngSamples;
+use crate::video::{Ti2vPlan, decode_rgb, ti2v_image};
 
 fn exact(name: String, got: &[i64], fx: &Fixture) -> Result<Check> {
     let want = fx.get_vec_i64(&name)?;
@@ -110,8 +110,8 @@ fn one_case(
     }
 
     let max_area = fx.get_vec_i64(&key("input", "max_area"))?[0];
-    let (iw, ih) = img.dimensions();
-    let plan = Ti2vPlan::new(iw, ih, max_area.max(0) as u64, multiple)?;
+    // The pipeline's own entry point: plan + tensor exactly as `generate --image` gets them.
+    let (plan, tensor) = ti2v_image(&img, max_area.max(0) as u64, multiple)?;
     let (ow, oh) = plan.size;
     let (rw, rh) = plan.resize;
     let (x1, y1) = plan.crop;
@@ -132,8 +132,7 @@ fn one_case(
     if fx.has(&key("inter", "resized")) {
         checks.push(exact(key("inter", "resized"), &u8s(&resized), fx)?);
     }
-    let planes = to_planes(&plan.crop(&resized));
-    let tensor = Array::from_slice(&planes, &[3, oh as i32, ow as i32]);
+    let tensor = tensor.reshape(&[3, oh as i32, ow as i32])?;
     if fx.has(&key("output", "image")) {
         let name = key("output", "image");
         checks.push(compare_abs(&name, &tensor, &fx.get(&name)?, 0.0)?);
@@ -165,6 +164,9 @@ fn one_case(
         }
     }
     if let Some(want) = case["output_sha256_f32"].as_str() {
+        let planes = tensor
+            .to_vec_cast::<f32>()
+            .map_err(|e| Error::format(&fx.path, e.to_string()))?;
         let bytes: Vec<u8> = planes.iter().flat_map(|v| v.to_le_bytes()).collect();
         let got = hex(&Sha256::digest(&bytes));
         checks.push(digest_check(&key("output", "image_sha256"), &got, want));
