@@ -56,6 +56,9 @@ export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1 LIBGL_
 [[ $(id -u) == 0 ]] && export WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS=1
 export APP=$root/target/debug/wan-studio CKPT=$ckpt ARTIFACTS=$art TD=$td
 export CONVERT_DST=$data/ti2v_tiny-mlx
+# The image→video block: an I2V-A14B folder and an image to drop on the window.
+export I2V_CKPT=$(cd "$WAN_FIXTURES/checkpoints/i2v_a14b_tiny" && pwd)
+export I2V_IMAGE=$(cd "$WAN_FIXTURES/checkpoints" && pwd)/e2e_i2v_a14b_image.png
 echo "e2e-app: engine=$WAN_STUDIO_ENGINE ckpt=$ckpt data=$data"
 
 xvfb-run -a -s "-screen 0 1400x1000x24" bash -c '

@@ -1,5 +1,7 @@
 //! Rust-side validation of what the UI sends: settings, checkpoint folders, memory,
 //! image paths, export targets, persisted settings.
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use wan::config::Task;
@@ -108,24 +110,14 @@ fn shard_names_cannot_escape_the_folder() {
 
 #[test]
 fn the_official_tiny_folder_is_usable() {
-    let root = std::env::var("WAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-        });
     for (name, task) in [
         ("ti2v_tiny", Task::Ti2v5B),
         ("t2v_a14b_tiny", Task::T2vA14B),
+        ("i2v_a14b_tiny", Task::I2vA14B),
     ] {
-        let dir = root.join("checkpoints").join(name);
-        if !dir.is_dir() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{dir:?} missing"
-            );
-            eprintln!("skipping: {} not found", dir.display());
+        let Some(dir) = common::tiny_folder(name) else {
             return;
-        }
+        };
         let info = checkpoint::inspect(&dir).unwrap();
         assert!(info.problems.is_empty(), "{name}: {:?}", info.problems);
         assert_eq!(info.task, Some(task));
@@ -192,6 +184,31 @@ fn task_must_match_the_checkpoint_and_fit_in_memory() {
     let large = checkpoint::estimate(&info, &big, 16 * GIB);
     assert!(small.fits && large.total_bytes > small.total_bytes);
     assert_eq!(small.weights_bytes, 4000);
+}
+
+/// An image the official size rules cannot fit to the area (they divide by zero) is
+/// refused at validation, with the reason; a normal one passes.
+#[test]
+fn images_the_official_size_rules_cannot_fit_are_refused() {
+    let (_d, info) = ckpt();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, w: u32, h: u32| {
+        let png = wan_studio::gallery::encode_png(w, h, &vec![0; (w * h * 3) as usize]).unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    };
+    let mut p = params();
+    p.image = Some(write("ok.png", 64, 96));
+    validate(&p, &info, 16 * GIB).unwrap();
+    // 3000×100 at the area 96·64: the official best_output_size divides by zero.
+    p.image = Some(write("strip.png", 3000, 100));
+    let e = validate(&p, &info, 16 * GIB).unwrap_err();
+    assert_eq!(e.code, "input", "{e}");
+    assert!(e.message.contains("cannot be fitted"), "{e}");
+    // The same image fits a larger area.
+    p.size = (1280, 704);
+    validate(&p, &info, 16 * GIB).unwrap();
 }
 
 #[test]

@@ -4,7 +4,8 @@
 // Env: APP (binary), CKPT (checkpoint folder), ARTIFACTS (screenshot folder).
 // Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
 // ≥1 live preview → the clip plays → finished clip in the Gallery → restart → the clip is
-// still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips.
+// still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips →
+// Models: choose I2V_CKPT → drop I2V_IMAGE on the window → an i2v-A14B clip → 3 clips.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,8 +16,12 @@ const CKPT = process.env.CKPT;
 const OUT = process.env.ARTIFACTS ?? "test-artifacts";
 const PROMPT = "A red fox runs through fresh snow at dawn.";
 const PROMPT2 = "Paper lanterns drift over a river at night.";
+const PROMPT3 = "A white cat in sunglasses sits on a surfboard at the beach.";
 const CONVERT_DST = process.env.CONVERT_DST;
-if (!APP || !CKPT || !CONVERT_DST) throw new Error("set APP, CKPT and CONVERT_DST");
+const I2V_CKPT = process.env.I2V_CKPT;
+const I2V_IMAGE = process.env.I2V_IMAGE;
+if (!APP || !CKPT || !CONVERT_DST || !I2V_CKPT || !I2V_IMAGE)
+  throw new Error("set APP, CKPT, CONVERT_DST, I2V_CKPT and I2V_IMAGE");
 mkdirSync(OUT, { recursive: true });
 
 const t0 = Date.now();
@@ -262,6 +267,65 @@ try {
   if (!status2.startsWith("Done")) throw new Error(`generation on the converted folder failed: ${status2}`);
   await s.click("#tab-gallery");
   await s.until("both clips in the gallery", "return document.querySelectorAll('.clip-card').length === 2", 30000);
+
+  // ---- i2v-A14B image→video by drag-and-drop (issue 14) -------------------------------
+  // A file dropped on the window reaches the page as Tauri's `tauri://drag-drop` event: for a
+  // native drop the Rust side evaluates
+  //   window.__internal_unstable_listeners_function_id__({event, payload}, listenerIds)
+  // (tauri 2.12, src/event/mod.rs + manager/webview.rs). We make that same call with a real
+  // path, so the UI's onDragDropEvent handler, read_image, the output-size hint, validation,
+  // the queue and the real MLX pipeline run exactly as for a drop; only GTK's DnD is skipped.
+  await s.click("#tab-models");
+  await s.type("#ckpt-path", I2V_CKPT);
+  await s.click("#ckpt-use");
+  await s.until("the i2v-A14B folder to be accepted", "return /Using i2v-A14B/.test(document.querySelector('#ckpt-status').textContent)", 30000);
+  await s.click("#tab-generate");
+  await s.set("#task", "i2v-A14B");
+  await s.type("#prompt", PROMPT3);
+  await s.set("#size", "custom");
+  await s.set("#width", 80);
+  await s.set("#height", 48);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  const listeners = await s.js(
+    `const fn = window.__internal_unstable_listeners_function_id__;
+     const ls = (window.__internal_unstable_listeners_object_id__ || {})['tauri://drag-drop'] || {};
+     const ids = Object.getOwnPropertyNames(ls).map(Number);
+     if (fn && ids.length) fn({ event: 'tauri://drag-drop', payload: { paths: [arguments[0]], position: { x: 300, y: 300 } } }, ids);
+     return ids.length;`,
+    I2V_IMAGE,
+  );
+  if (!listeners) throw new Error("no tauri://drag-drop listener in the page");
+  // The 72×40 image and the area 80·48 give the official 80×32 (aspect kept, not the size).
+  const hint = await s.until(
+    "the dropped image in the form",
+    "const t = document.querySelector('#image-output-size').textContent; return !document.querySelector('#image-preview').hidden && t",
+    30000,
+  );
+  log("dropped:", hint);
+  if (!hint.includes("80×32")) throw new Error(`wrong output size for the dropped image: ${hint}`);
+  const formErrors = await s.js("return document.querySelector('#errors').textContent");
+  if (formErrors) throw new Error(`form refused the i2v-A14B run: ${formErrors}`);
+  await s.shot("09-i2v-dropped");
+  await s.click("#generate");
+  const status3 = await s.until(
+    "the i2v-A14B job to end",
+    "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+    300000,
+  );
+  log("i2v-A14B job:", status3);
+  if (!status3.startsWith("Done")) throw new Error(`i2v-A14B generation failed: ${status3}`);
+  // The player switches to the new clip: 80×32 (the previous clips are 96×64).
+  results.i2v_video = await s.until(
+    "the 80×32 i2v-A14B clip in the player",
+    "const v = document.querySelector('#result'); return v && v.readyState >= 2 && v.videoWidth === 80 && v.videoHeight === 32 && { width: v.videoWidth, height: v.videoHeight, duration: v.duration }",
+    30000,
+  );
+  log("i2v-A14B player", results.i2v_video);
+  await s.shot("10-i2v-done");
+  await s.click("#tab-gallery");
+  await s.until("three clips in the gallery", "return document.querySelectorAll('.clip-card').length === 3", 30000);
+  // ---- end of the i2v-A14B block --------------------------------------------------------
 } finally {
   await s.end().catch(() => undefined);
 }

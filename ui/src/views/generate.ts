@@ -223,8 +223,10 @@ export class GenerateView {
     const preset = this.preset();
     this.$("duration").textContent = `${form.duration(p.frame_num, preset.fps).toFixed(2)} s at ${preset.fps} fps`;
     if (this.image) {
-      const [w, h] = form.imageOutputSize(p.task, [this.image.width, this.image.height], p.size);
-      this.$("image-output-size").textContent = `Output: ${w}×${h} (from the image's aspect ratio)`;
+      const out = form.imageOutputSize(p.task, [this.image.width, this.image.height], p.size);
+      this.$("image-output-size").textContent = out
+        ? `Output: ${out[0]}×${out[1]} (from the image's aspect ratio)`
+        : "This image's aspect ratio is too extreme for this size's area: choose a larger size.";
     }
     const errs = form.validate(p, preset);
     this.$("errors").replaceChildren(...errs.map((e) => el("li", { text: e })));
