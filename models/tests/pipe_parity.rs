@@ -56,7 +56,13 @@ fn unbatched_cfg_equals_batched_and_cancel_stops_within_a_step() {
         .unwrap()
         .item_cast::<f32>();
     // Equal up to float32 rounding of a different GEMM split (0 measured on CPU).
-    let scale = a.latent.abs().unwrap().max(None).unwrap().item_cast::<f32>();
+    let scale = a
+        .latent
+        .abs()
+        .unwrap()
+        .max(None)
+        .unwrap()
+        .item_cast::<f32>();
     assert!(
         d <= 1e-6 * scale,
         "batched vs separate CFG differ by {d} (max |latent| {scale})"

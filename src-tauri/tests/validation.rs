@@ -2,7 +2,7 @@
 //! image paths, export targets, persisted settings.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use wan::config::Task;
 use wan::pipeline::{GenerateParams, SolverKind};
