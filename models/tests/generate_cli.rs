@@ -114,13 +114,32 @@ fn each_validation_error_is_clear() {
         "input",
         "needs --image",
     );
+    // A 3000×100 strip at the area 96·64: the official best_output_size divides by zero;
+    // refused before any model loads.
+    let strip = dir.join("strip.png");
+    image::RgbImage::new(3000, 100).save(&strip).unwrap();
+    refused(
+        &[
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            t,
+            "--size",
+            "96*64",
+            "--any_size",
+            "--image",
+            strip.to_str().unwrap(),
+        ],
+        "input",
+        "cannot be fitted to the area 6144",
+    );
     // Output folder that does not exist.
     run(
         with(&["--save_file", "/no/such/folder/out.mp4"]),
         "missing",
         "/no/such/folder",
     );
-    assert!(std::fs::read_dir(&dir).unwrap().count() == 1);
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -156,7 +156,7 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
         )?);
     }
     if let Some(img) = &record.image {
-        check_image(fx, img, &mut checks)?;
+        check_image(fx, task, params.image.as_deref(), img, &mut checks)?;
     }
     check_schedule(fx, &record.timesteps, &record.sigmas, &mut checks)?;
     check_steps(fx, &traces, &mut checks)?;
@@ -183,20 +183,34 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
 const INFORMATIVE: &[&str] = &["inter/context_t5_bf16", "inter/context_null_t5_bf16"];
 
 /// The conditioning image at each official stage: the [−1, 1] image (exact: the same
-/// float32 expression), i2v-A14B's bicubic resize, the image latent and `y`.
-fn check_image(fx: &Fixture, img: &ImageTensors, checks: &mut Vec<Check>) -> Result<()> {
+/// float32 expression; i2v-A14B records it before its resize, loaded here by the pipeline's
+/// own loader), i2v-A14B's bicubic resize, the image latent and `y`.
+fn check_image(
+    fx: &Fixture,
+    task: Task,
+    path: Option<&std::path::Path>,
+    img: &ImageTensors,
+    checks: &mut Vec<Check>,
+) -> Result<()> {
+    let (image, resized) = match (task, path) {
+        (Task::I2vA14B, Some(p)) => (
+            crate::video::to_tensor(&crate::video::load_rgb(p)?)?,
+            Some(&img.image),
+        ),
+        _ => (img.image.clone(), None),
+    };
     if fx.has("inter/image") {
         let want = fx.get("inter/image")?;
         // i2v-A14B records it without the frame axis.
-        let got = if img.image.size() == want.size() {
-            img.image.reshape(want.shape())?
+        let got = if image.size() == want.size() {
+            image.reshape(want.shape())?
         } else {
-            img.image.clone()
+            image
         };
         checks.push(compare_abs("inter/image", &got, &want, 0.0)?);
     }
     for (name, got) in [
-        ("inter/image_resized", img.resized.as_ref()),
+        ("inter/image_resized", resized),
         ("inter/image_latent", Some(&img.latent)),
         ("inter/y", img.y.as_ref()),
     ] {

@@ -88,14 +88,13 @@ pub struct RunRecord {
     pub contexts: (Array, Array),
 }
 
-/// The conditioning image as each official stage saw it (for parity and inspection).
+/// The conditioning image as the VAE and the DiT saw it (for parity and inspection; all at
+/// the output resolution or smaller, so keeping them costs little).
 #[derive(Clone)]
 pub struct ImageTensors {
-    /// `[3, 1, H, W]` in [−1, 1]: ti2v-5B after the LANCZOS resize + crop (what the VAE
-    /// encodes); i2v-A14B before its bicubic resize (the official `img`).
+    /// The `[3, 1, H, W]` image frame the VAE encodes, in [−1, 1]: ti2v-5B after the
+    /// LANCZOS resize + crop, i2v-A14B after the bicubic resize (may overshoot ±1).
     pub image: Array,
-    /// i2v-A14B: the bicubic resize `[3, 1, H, W]` (frame 0 of the VAE input).
-    pub resized: Option<Array>,
     /// The VAE latent: ti2v-5B `[48, 1, h, w]`; i2v-A14B `[16, F', h, w]` (image + zero frames).
     pub latent: Array,
     /// i2v-A14B: `y` = 4 mask channels (1 on latent frame 0) + `latent`, given to the DiT.
@@ -142,7 +141,6 @@ fn prepare(
                 y: None,
                 image: Some(ImageTensors {
                     image: x,
-                    resized: None,
                     latent: z,
                     y: None,
                 }),
@@ -154,7 +152,7 @@ fn prepare(
             let (iw, ih) = img.dimensions();
             let patch = cfg.patch_size[1] as u32;
             let (ow, oh) = video::i2v_a14b_size(iw, ih, area, sh as u32, patch)?;
-            let (image, x) = video::i2v_a14b_image(&img, ow, oh)?; // [3, 1, H, W]
+            let x = video::i2v_a14b_image(&img, ow, oh)?; // [3, 1, H, W]
             let (ow, oh) = (ow as i32, oh as i32);
             let frames = params.frame_num;
             let pad = mlx_rs::ops::zeros::<f32>(&[3, frames - 1, oh, ow])?;
@@ -175,8 +173,7 @@ fn prepare(
                 first_frame: None,
                 y: Some(y.clone()),
                 image: Some(ImageTensors {
-                    image,
-                    resized: Some(x),
+                    image: x,
                     latent: lat,
                     y: Some(y),
                 }),

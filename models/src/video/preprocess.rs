@@ -189,21 +189,17 @@ pub fn i2v_a14b_size(
     Ok((fit(lat_w)?, fit(lat_h)?))
 }
 
-/// The i2v-A14B image tensors: the `[3, 1, ih, iw]` image in [−1, 1] and its bicubic
-/// resize `[3, 1, h, w]` (the first frame the VAE encodes).
-pub fn i2v_a14b_image(img: &RgbImage, w: u32, h: u32) -> Result<(Array, Array)> {
+/// i2v-A14B: the bicubic resize `[3, 1, h, w]` of the image's [−1, 1] tensor (the first
+/// frame the VAE encodes; values may overshoot ±1, as officially).
+pub fn i2v_a14b_image(img: &RgbImage, w: u32, h: u32) -> Result<Array> {
     let (iw, ih) = img.dimensions();
-    let planes = to_planes(img);
     let resized = bicubic(
-        &planes,
+        &to_planes(img),
         3,
         (ih as usize, iw as usize),
         (h as usize, w as usize),
     );
-    Ok((
-        Array::from_slice(&planes, &[3, 1, ih as i32, iw as i32]),
-        Array::from_slice(&resized, &[3, 1, h as i32, w as i32]),
-    ))
+    Ok(Array::from_slice(&resized, &[3, 1, h as i32, w as i32]))
 }
 
 /// The video size (W, H) a run of `cfg`'s task with an `image` (W, H) and the requested
