@@ -1,4 +1,5 @@
 //! Frames in and out: conditioning images (official resize rules) and mp4 / PNG output.
+pub mod ffmpeg;
 pub mod image;
 pub mod mp4;
 
