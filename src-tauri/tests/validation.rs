@@ -213,6 +213,7 @@ fn settings_persist_and_a_corrupt_file_falls_back_to_defaults() {
     let s = Settings {
         checkpoint_dir: Some("/models/ti2v".into()),
         last_params: Some(params()),
+        models_dir: Some("/Volumes/big/models".into()),
     };
     s.save(d.path()).unwrap();
     assert_eq!(Settings::load(d.path()), s);
