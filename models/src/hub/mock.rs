@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -54,6 +54,8 @@ pub struct Served {
     pub start: u64,
     /// Bytes of the body actually written so far.
     pub bytes: u64,
+    /// Order of the response (unique per hub; survives [`MockHub::clear_log`]).
+    pub seq: u64,
 }
 
 struct Shared {
@@ -61,6 +63,7 @@ struct Shared {
     opts: MockOptions,
     stop: AtomicBool,
     cut_done: AtomicBool,
+    seq: AtomicU64,
     log: Mutex<Vec<Served>>,
     sha256: Mutex<HashMap<PathBuf, String>>,
 }
@@ -104,6 +107,7 @@ impl MockHub {
             opts,
             stop: AtomicBool::new(false),
             cut_done: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             sha256: Mutex::new(HashMap::new()),
         });
@@ -466,16 +470,23 @@ fn serve_file(
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     conn.write_all(head.as_bytes())?;
 
-    let file = format!("{name}/{path}");
-    let idx = {
-        let mut log = s.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.push(Served {
-            file: file.clone(),
+    let seq = s.seq.fetch_add(1, Ordering::SeqCst);
+    s.log
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Served {
+            file: format!("{name}/{path}"),
             status,
             start: from,
             bytes: 0,
+            seq,
         });
-        log.len() - 1
+    // Found by `seq`: a test may clear the log while this response is still running.
+    let update = |sent: u64| -> Option<Served> {
+        let mut log = s.log.lock().unwrap_or_else(|p| p.into_inner());
+        let e = log.iter_mut().find(|e| e.seq == seq)?;
+        e.bytes = sent;
+        Some(e.clone())
     };
     let limit = match (&s.opts.cut_after, &s.opts.hang_after) {
         (Some((p, n)), _) if p == path && !s.cut_done.swap(true, Ordering::SeqCst) => {
@@ -510,21 +521,17 @@ fn serve_file(
             std::thread::sleep(Duration::from_secs_f64((end - sent) as f64 / r as f64));
         }
         sent = end;
-        if let Some(e) = s.log.lock().unwrap_or_else(|p| p.into_inner()).get_mut(idx) {
-            e.bytes = sent as u64;
-        }
+        update(sent as u64);
     };
     let _ = conn.flush();
     let _ = conn.shutdown(std::net::Shutdown::Both);
-    if let Some(f) = &s.opts.log_file {
-        let entry = s.log.lock().unwrap_or_else(|p| p.into_inner())[idx].clone();
-        if let Ok(mut out) = std::fs::OpenOptions::new()
+    if let (Some(f), Some(entry)) = (&s.opts.log_file, update(sent as u64))
+        && let Ok(mut out) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(f)
-        {
-            let _ = writeln!(out, "{}", serde_json::to_string(&entry).unwrap_or_default());
-        }
+    {
+        let _ = writeln!(out, "{}", serde_json::to_string(&entry).unwrap_or_default());
     }
     result
 }
