@@ -110,6 +110,7 @@ export class HubView {
     const button = this.$<HTMLButtonElement>("hub-download");
     const repo = this.repo();
     if (!repo) {
+      delete box.dataset.state;
       box.textContent = "Type a repo id (owner/name).";
       button.disabled = true;
       return;
