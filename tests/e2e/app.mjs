@@ -319,6 +319,7 @@ try {
     const mid = await s.js("return document.querySelector('#hub-text').textContent");
     log("download:", mid);
     if (!/ETA/.test(mid) || !/\[\d+\/11\]/.test(mid)) throw new Error(`no per-file progress / ETA: ${mid}`);
+    await s.js("document.querySelector('#hub-text').scrollIntoView({ block: 'center' })");
     await s.shot("10-download-progress");
     await s.click("#hub-cancel");
     const cancelled = await s.until("the cancel", "const t = document.querySelector('#hub-text').textContent; return /^Cancelled/.test(t) && t", 20000);
@@ -337,6 +338,7 @@ try {
     log("download:", finished);
     if (!finished.startsWith("Downloaded") || !/now in use/.test(finished)) throw new Error(`download: ${finished}`);
     await s.until("the downloaded folder in use", "return document.querySelector('#ckpt-status').dataset.ok === '1' && document.querySelector('#ckpt-path').value.endsWith('/models/ti2v_tiny')", 10000);
+    await s.js("document.querySelector('#hub-text').scrollIntoView({ block: 'center' })");
     await s.shot("11-downloaded");
     // What the server sent: every finished file once, the cancelled one continued with a
     // Range request (206 from the byte it stopped at), nothing else.

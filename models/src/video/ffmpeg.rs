@@ -84,14 +84,17 @@ pub fn download_dir(data_dir: &Path) -> PathBuf {
 impl Lookup {
     /// The lookup as this process sees it (executable, environment, registered data dir).
     pub fn from_env() -> Self {
+        // Empty entries (= the current folder in PATH syntax) are skipped: never run
+        // an `ffmpeg` that happens to sit in whatever folder the process started in.
+        let split = |p: OsString| -> Vec<PathBuf> {
+            std::env::split_paths(&p)
+                .filter(|d| d.is_absolute())
+                .collect()
+        };
         let search = match std::env::var_os(SEARCH_PATH_ENV) {
-            Some(p) => std::env::split_paths(&p)
-                .filter(|d| !d.as_os_str().is_empty())
-                .collect(),
+            Some(p) => split(p),
             None => {
-                let mut v: Vec<PathBuf> = std::env::var_os("PATH")
-                    .map(|p| std::env::split_paths(&p).collect())
-                    .unwrap_or_default();
+                let mut v = std::env::var_os("PATH").map(split).unwrap_or_default();
                 for d in WELL_KNOWN_DIRS {
                     if !v.iter().any(|x| x == Path::new(d)) {
                         v.push(PathBuf::from(d));
@@ -205,7 +208,7 @@ pub fn is_executable(p: &Path) -> bool {
     }
 }
 
-/// `Some("ffmpeg")` or `Some("ffmpeg.exe")`: the file name every step looks for.
+/// `ffmpeg` (`ffmpeg.exe` on Windows): the file name every step looks for.
 pub fn exe_name() -> &'static OsStr {
     OsStr::new(EXE)
 }
