@@ -247,7 +247,7 @@ fn cancel_keeps_the_part_and_resume_continues_it() {
     let slow = MockHub::start(
         &t.0.join("hub"),
         MockOptions {
-            bytes_per_sec: Some(2_000_000),
+            bytes_per_sec: Some(500_000),
             ..MockOptions::default()
         },
     )

@@ -299,7 +299,7 @@ mod tests {
         let hub = MockHub::start(
             &root,
             MockOptions {
-                bytes_per_sec: Some(8_000_000),
+                bytes_per_sec: Some(4_000_000),
                 ..MockOptions::default()
             },
         )
