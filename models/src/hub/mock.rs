@@ -347,13 +347,19 @@ fn handle(s: &Shared, mut conn: TcpStream) -> std::io::Result<()> {
                 let mut e = serde_json::json!({ "rfilename": p });
                 if blobs {
                     let full = dir.join(p);
-                    let bytes = std::fs::read(&full)?;
                     e["size"] = (*size).into();
-                    e["blobId"] = blob_id(&bytes).into();
                     if is_lfs(p, *size) {
+                        // Git stores an LFS pointer: its blob id is the pointer's.
+                        let sha = sha256_of(s, &full)?;
+                        let pointer = format!(
+                            "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
+                        );
+                        e["blobId"] = blob_id(pointer.as_bytes()).into();
                         e["lfs"] = serde_json::json!({
-                            "sha256": sha256_of(s, &full)?, "size": size, "pointerSize": 134
+                            "sha256": sha, "size": size, "pointerSize": pointer.len()
                         });
+                    } else {
+                        e["blobId"] = blob_id(&std::fs::read(&full)?).into();
                     }
                 }
                 siblings.push(e);
