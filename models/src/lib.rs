@@ -9,6 +9,8 @@ pub mod dit;
 pub mod error;
 pub mod fixture;
 pub mod hash;
+pub mod hub;
+pub mod metallib;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;

@@ -143,6 +143,39 @@ fn each_validation_error_is_clear() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// No ffmpeg anywhere (empty search path, no WAN_FFMPEG): refused before any weight is
+/// loaded, with the platform's install hint, and nothing written.
+#[test]
+fn missing_ffmpeg_is_refused_before_loading() {
+    let Some(ti2v) = ckpt("ti2v_tiny") else {
+        return;
+    };
+    let dir = tmpdir("noffmpeg");
+    let out = dir.join("clip.mp4");
+    let o = bin()
+        .env_remove(wan::video::ffmpeg::FFMPEG_ENV)
+        .env(wan::video::ffmpeg::SEARCH_PATH_ENV, "")
+        .args(["--task", "ti2v-5B", "--ckpt_dir", ti2v.to_str().unwrap()])
+        .args(["--size", "1280*704", "--save_file", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("[ffmpeg]") && e.contains("ffmpeg was not found"),
+        "{e}"
+    );
+    let hint = if cfg!(target_os = "macos") {
+        "brew install ffmpeg"
+    } else {
+        "apt-get install ffmpeg"
+    };
+    assert!(e.contains(hint), "{e}");
+    assert!(!e.contains("loading"), "weights were loaded first: {e}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Run `generate`, check the mp4 and sidecar; returns what it printed on stderr.
 fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) -> String {
     let dir = tmpdir(tag);

@@ -230,6 +230,7 @@ fn settings_persist_and_a_corrupt_file_falls_back_to_defaults() {
     let s = Settings {
         checkpoint_dir: Some("/models/ti2v".into()),
         last_params: Some(params()),
+        models_dir: Some("/Volumes/big/models".into()),
     };
     s.save(d.path()).unwrap();
     assert_eq!(Settings::load(d.path()), s);
@@ -244,5 +245,44 @@ fn export_only_to_a_new_mp4_outside_the_gallery() {
     assert_eq!(
         g.export("1-0", &d.path().join("x.mp4")).unwrap_err().code,
         "not_found"
+    );
+}
+
+/// `wan-studio --self-check` (what bundle.sh runs on the built .app): MLX computes, the
+/// ffmpeg in use is reported with its source; with none found it fails, with the fix.
+#[test]
+fn self_check_reports_mlx_and_ffmpeg_and_fails_without_ffmpeg() {
+    let d = tempfile::tempdir().unwrap();
+    let fake = d.path().join("ffmpeg");
+    std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = |search: &Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wan-studio"))
+            .arg("--self-check")
+            .env_remove("WAN_FFMPEG")
+            .env("WAN_FFMPEG_SEARCH_PATH", search)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), v)
+    };
+    let (code, v) = run(d.path());
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["mlx"]["matmul"], "ok");
+    assert_eq!(v["ffmpeg"]["source"], "path");
+    assert_eq!(v["ffmpeg"]["path"], fake.to_str().unwrap());
+    let (code, v) = run(&d.path().join("empty"));
+    assert_eq!(code, Some(1));
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["ffmpeg"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ffmpeg was not found"),
+        "{v}"
     );
 }

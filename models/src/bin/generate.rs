@@ -259,6 +259,8 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
     {
         bail!(wan::Error::Missing(dir.to_path_buf()));
     }
+    // The mp4 is written after minutes of denoising: find ffmpeg before loading weights.
+    wan::video::ffmpeg::find()?;
 
     let t_load = Instant::now();
     eprintln!(

@@ -1,5 +1,6 @@
 //! Frames in and out: conditioning images (loaded as Pillow does, resized and cropped by the
 //! official rules) and mp4 / PNG output.
+pub mod ffmpeg;
 pub mod image;
 pub mod mp4;
 pub mod preprocess;

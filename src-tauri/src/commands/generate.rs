@@ -183,6 +183,8 @@ pub fn enqueue(
     params: GenerateParams,
     on_event: Channel<JobEvent>,
 ) -> AppResult<JobId> {
+    // The clip is written by ffmpeg after the whole run: refuse now, not after denoising.
+    crate::ffmpeg::require()?;
     let dir = state
         .settings()
         .checkpoint_dir
