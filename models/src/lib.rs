@@ -9,6 +9,7 @@ pub mod dit;
 pub mod error;
 pub mod fixture;
 pub mod hash;
+pub mod lora_file;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;

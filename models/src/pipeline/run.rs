@@ -85,6 +85,8 @@ pub struct RunRecord {
     pub latent: Array,
     pub image_latent: Option<Array>,
     pub contexts: (Array, Array),
+    /// Which steps computed the DiT and which reused an earlier evaluation.
+    pub step_cache: Vec<super::step_cache::StepRecord>,
 }
 
 /// Seeded float32 standard-normal noise of `shape` (our RNG; see the module docs).
@@ -246,6 +248,7 @@ pub fn run(
         first_frame: prep.first_frame.as_ref(),
         y: prep.y.as_ref(),
         batch_cfg: opts.batch_cfg,
+        step_cache: params.step_cache,
     };
     let vae = comps.vae;
     let out = denoise(
@@ -286,6 +289,7 @@ pub fn run(
             latent: out.latent,
             image_latent: prep.first_frame,
             contexts: (context, context_null),
+            step_cache: out.step_cache,
         },
     ))
 }
