@@ -410,6 +410,15 @@ impl LoraSpec {
         })
     }
 
+    /// The same spec with an `all` that is a folder (the app sends what the user picked)
+    /// resolved to its Lightning-layout expert files.
+    pub fn resolved(&self) -> Result<Self> {
+        match &self.all {
+            Some(dir) if dir.is_dir() => Self::from_path(dir, self.scale),
+            _ => Ok(self.clone()),
+        }
+    }
+
     /// Whether the spec names expert files (only A14B has experts).
     pub fn is_per_expert(&self) -> bool {
         self.high.is_some() || self.low.is_some()

@@ -193,7 +193,8 @@ pub fn load_models(
             r.spec.name()
         )));
     }
-    if let Some(l) = &opts.lora
+    let lora = opts.lora.as_ref().map(LoraSpec::resolved).transpose()?;
+    if let Some(l) = &lora
         && l.is_per_expert()
         && task.config().boundary.is_none()
     {
@@ -203,7 +204,7 @@ pub fn load_models(
         )));
     }
     let lora_for = |e: Expert| {
-        let l = opts.lora.as_ref()?;
+        let l = lora.as_ref()?;
         Some((l.file_for(e)?.to_path_buf(), l.scale))
     };
     let experts = match task.config().boundary {
