@@ -190,6 +190,51 @@ pub fn step_flops(
     }
 }
 
+/// What a table-driven step cache (MagCache) does over a whole run of `steps` UniPC steps of
+/// `task` with CFG (no model needed: the decisions follow the calibration alone). Returns the
+/// record (computed / reused per step and branch); EasyCache decides on the latents at run
+/// time, so it has no plan (`None`).
+pub fn step_cache_plan(
+    task: crate::config::Task,
+    image: bool,
+    setting: crate::pipeline::StepCache,
+    steps: usize,
+    shift: f64,
+) -> Result<Option<Vec<crate::pipeline::StepRecord>>> {
+    use crate::config::Task;
+    use crate::pipeline::step_cache::{MagTable, Schedule, StepCacheState, Use};
+    if matches!(setting, crate::pipeline::StepCache::EasyCache { .. }) {
+        return Ok(None);
+    }
+    let cfg = task.config();
+    let solver = crate::solvers::Solver::new(crate::pipeline::SolverKind::Unipc, steps, shift)?;
+    let ts = solver.timesteps().to_vec();
+    let boundary = cfg.boundary.map(|b| b * 1000.0);
+    let high = |t: i64| boundary.is_some_and(|b| t as f64 >= b);
+    let table = match (task, image) {
+        (Task::Ti2v5B, false) => MagTable::Ti2vT2v,
+        (Task::Ti2v5B, true) => MagTable::Ti2vI2v,
+        (Task::T2vA14B, _) => MagTable::T2vA14B,
+        (Task::I2vA14B, _) => MagTable::I2vA14B,
+    };
+    let schedule = Schedule {
+        steps: ts.len(),
+        high_steps: boundary.map(|_| ts.iter().filter(|&&t| high(t)).count()),
+        table,
+    };
+    let mut state = StepCacheState::new(setting, schedule);
+    let x = Array::from_f32(0.0);
+    for (i, &t) in ts.iter().enumerate() {
+        let uses = state.decide(i, t, high(t), 2, &x)?;
+        for (b, u) in uses.iter().enumerate() {
+            if *u == Use::Computed {
+                state.store_residual(b, x.clone());
+            }
+        }
+    }
+    Ok(Some(state.record))
+}
+
 /// MLX allocator counters in bytes: (peak, active).
 pub fn memory() -> (usize, usize) {
     (

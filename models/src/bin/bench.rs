@@ -48,7 +48,11 @@ struct Args {
     /// Steps of the run the once-per-run FLOPs are spread over (`flops.ratio_amortized`).
     #[arg(long, default_value_t = 50)]
     run_steps: usize,
-    /// Print the FLOP model only (no model is built).
+    /// A step cache to plan over a `--run_steps` run (`magcache[:…]`; table-driven, so the
+    /// effective number of DiT evaluations is known without running the model).
+    #[arg(long, default_value = "off")]
+    step_cache: String,
+    /// Print the FLOP model (and the step-cache plan) only; no model is built.
     #[arg(long)]
     flops_only: bool,
     /// A checkpoint folder (its DiT — the high-noise expert for A14B — and VAE); without
@@ -94,12 +98,22 @@ fn main() -> Result<()> {
     let tokens = (latent[1] / pt) as i64 * (latent[2] / ph) as i64 * (latent[3] / pw) as i64;
     let batch = if a.no_cfg { 1 } else { 2 };
     let flops = wan::bench::step_flops(&flops_cfg, tokens, batch, 1, a.run_steps);
+    let step_cache: wan::pipeline::StepCache = a.step_cache.parse()?;
+    let plan = wan::bench::step_cache_plan(task, false, step_cache, a.run_steps, cfg.sample_shift)?;
+    let cache = json!({
+        "setting": step_cache,
+        "run_steps": a.run_steps,
+        "dit_evaluations": plan.as_ref().map(|p| wan::pipeline::step_cache::dit_evaluations(p)),
+        "dit_evaluations_without": 2 * a.run_steps,
+        "computed_steps": plan.as_ref().map(|p| p.iter().map(|r| r.cond == wan::pipeline::step_cache::Use::Computed).collect::<Vec<_>>()),
+        "note": "CFG runs: two DiT evaluations (cond, uncond) per computed step; EasyCache decides at run time",
+    });
     if a.flops_only {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "task": task.name(), "latent": latent, "tokens": tokens, "batch": batch,
-                "layers": flops_cfg.num_layers, "flops": flops,
+                "layers": flops_cfg.num_layers, "flops": flops, "step_cache": cache,
             }))?
         );
         return Ok(());
@@ -174,6 +188,7 @@ fn main() -> Result<()> {
         "dit_step": timing,
         "step_mode": mode,
         "flops": flops,
+        "step_cache": cache,
         "memory": {
             "weights_bytes": weights_bytes,
             "peak_bytes_during_steps": peak,
