@@ -10,6 +10,7 @@ pub mod error;
 pub mod fixture;
 pub mod hash;
 pub mod hub;
+pub mod lora_file;
 pub mod metallib;
 pub mod nn;
 pub mod parity;

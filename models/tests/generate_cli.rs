@@ -73,6 +73,13 @@ fn each_validation_error_is_clear() {
     );
     run(with(&["--sample_steps", "0"]), "input", "sample_steps");
     run(with(&["--dtype", "f16"]), "input", "--dtype");
+    run(with(&["--step_cache", "fast"]), "input", "--step_cache");
+    run(with(&["--step_cache", "magcache:x"]), "input", "threshold");
+    run(
+        with(&["--lora_high", "/no/such/high.safetensors"]),
+        "missing",
+        "high.safetensors",
+    );
     let missing = ti2v.join("no-such-dir");
     refused(
         &[
@@ -373,6 +380,63 @@ fn t2v_a14b_writes_a_valid_mp4() {
         "{log}"
     );
     assert!(!log.contains("warning: the prompt"), "{log}");
+}
+
+/// `--step_cache magcache:0.06` with 6 steps: the sidecar lists, per step and branch, what
+/// was computed and what reused, following the official calibration (`TI2V_T2V`): nearest
+/// calibrated steps 0, 10, 20, 29, 39, 49; cond ratios .9945 (step 1), .99201 (2), .97171 (4),
+/// .96949 (5); retention 0.2 keeps model calls < 2 (step 0) computed; then step 1 reuses
+/// (error .0055), step 2 reuses (.0189, 2 skips), step 3 computes (K = 2), step 4 reuses
+/// (.0283), step 5 computes (.0283 + .0579 ≥ .06). The uncond ratios give the same.
+#[test]
+fn sidecar_records_computed_and_reused_steps() {
+    let Some(c) = ckpt("ti2v_tiny") else { return };
+    let dir = tmpdir("magcache");
+    let out = dir.join("clip.mp4");
+    let o = bin()
+        .args([
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            c.to_str().unwrap(),
+            "--size",
+            "256*160",
+            "--any_size",
+            "--frame_num",
+            "5",
+            "--sample_steps",
+            "6",
+            "--prompt",
+            "A red fox runs.",
+            "--step_cache",
+            "magcache:0.06",
+            "--base_seed",
+            "3",
+            "--save_file",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("clip.mp4.json")).unwrap()).unwrap();
+    let sc = &side["step_cache"];
+    assert_eq!(sc["setting"], "magcache:0.06:2", "{sc}");
+    assert_eq!(side["params"]["step_cache"], "magcache:0.06:2");
+    let steps = sc["steps"].as_array().unwrap();
+    let list = |branch: &str| -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| s[branch].as_str().unwrap().to_string())
+            .collect()
+    };
+    let want = [
+        "computed", "reused", "reused", "computed", "reused", "computed",
+    ];
+    assert_eq!(list("cond"), want);
+    assert_eq!(list("uncond"), want);
+    assert_eq!(sc["dit_evaluations"], 6);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Ctrl-C (SIGINT) during sampling: exit code 130 within about one step, nothing written.

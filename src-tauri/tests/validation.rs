@@ -28,6 +28,8 @@ fn params() -> GenerateParams {
         solver: SolverKind::Unipc,
         seed: 1,
         image: None,
+        step_cache: Default::default(),
+        lora: None,
     }
 }
 

@@ -20,6 +20,18 @@ export interface GenerateParams {
   solver: Solver;
   seed: number;
   image: string | null;
+  /** `off` (absent), `magcache[:…]` or `easycache[:…]`. */
+  step_cache?: string;
+  /** LoRA merged at load (a file, or a Lightning folder with one file per A14B expert). */
+  lora?: LoraSpec | null;
+}
+
+/** `wan::lora_file::LoraSpec`. */
+export interface LoraSpec {
+  scale: number;
+  all?: string;
+  high?: string;
+  low?: string;
 }
 
 export interface TaskPreset {
@@ -248,6 +260,11 @@ export const dialogs = {
     (await open({
       multiple: false,
       filters: [{ name: "Images", extensions: ["png", "jpg", "jpeg"] }],
+    })) as string | null,
+  pickLora: async () =>
+    (await open({
+      multiple: false,
+      filters: [{ name: "LoRA (safetensors)", extensions: ["safetensors"] }],
     })) as string | null,
   pickExport: (name: string) =>
     save({ defaultPath: name, filters: [{ name: "MP4 video", extensions: ["mp4"] }] }),

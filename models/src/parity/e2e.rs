@@ -59,13 +59,14 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
         solver: SolverKind::parse(&s("sample_solver")?)?,
         seed: cli("base_seed")?.as_u64().unwrap_or(0),
         image,
+        step_cache: Default::default(),
+        lora: None,
     };
     let dir = fx.dir().join(s("ckpt_dir")?);
     let lopts = LoadOptions {
         dtype: mlx_rs::Dtype::Float32,
         one_expert_at_a_time: false,
         lora: None,
-        lora_expert: None,
         preview_cache: None,
         quantize: None,
     };

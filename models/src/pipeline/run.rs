@@ -86,6 +86,8 @@ pub struct RunRecord {
     /// The conditioning image at each official stage (image→video runs).
     pub image: Option<ImageTensors>,
     pub contexts: (Array, Array),
+    /// Which steps computed the DiT and which reused an earlier evaluation.
+    pub step_cache: Vec<super::step_cache::StepRecord>,
 }
 
 /// The conditioning image as the VAE and the DiT saw it (for parity and inspection; all at
@@ -274,6 +276,7 @@ pub fn run(
         first_frame: prep.first_frame.as_ref(),
         y: prep.y.as_ref(),
         batch_cfg: opts.batch_cfg,
+        step_cache: params.step_cache,
     };
     let vae = comps.vae;
     let out = denoise(
@@ -314,6 +317,7 @@ pub fn run(
             latent: out.latent,
             image: prep.image,
             contexts: (context, context_null),
+            step_cache: out.step_cache,
         },
     ))
 }
