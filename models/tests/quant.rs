@@ -456,6 +456,20 @@ fn lora_on_a_quantized_dit_is_a_side_path_equal_to_the_merged_dequantized_weight
         drift(&out, &before).unwrap().max > 1e-3,
         "the LoRA changed nothing"
     );
+    // A full delta cannot be added to a quantized weight: refused, naming it, nothing changed.
+    let mut full = BTreeMap::new();
+    full.insert(
+        "diffusion_model.blocks.0.self_attn.k.diff".to_string(),
+        mlx_rs::ops::zeros::<f32>(&[dim, dim]).unwrap(),
+    );
+    let full_file = tmp.join("full.safetensors");
+    save(&full_file, &full, &BTreeMap::new()).unwrap();
+    let e = wan::train::lora::merge_lora(&mut q, &full_file, 1.0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("blocks.0.self_attn.k.weight"), "{e}");
+    assert!(q.blocks[0].self_attn.k.lora.is_none());
     // training needs a dense base
     let mut rng = wan::train::objective::Rng::new(0);
     let e = wan::train::lora::LoraWan::new(q, wan::train::lora::LoraConfig::new(4), &mut rng)

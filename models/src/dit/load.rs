@@ -76,6 +76,42 @@ impl WanModel {
         Ok(v)
     }
 
+    /// Official weight key and dense `[out, in]` of every quantized block Linear (what a
+    /// LoRA file is checked against in place of the packed shape).
+    pub fn quantized_linear_shapes(&self) -> Vec<(String, [i32; 2])> {
+        let mut v = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let ls = [
+                &b.self_attn.q,
+                &b.self_attn.k,
+                &b.self_attn.v,
+                &b.self_attn.o,
+                &b.cross_attn.q,
+                &b.cross_attn.k,
+                &b.cross_attn.v,
+                &b.cross_attn.o,
+                &b.ffn.fc1,
+                &b.ffn.fc2,
+            ];
+            for (t, l) in ALL_TARGETS.iter().zip(ls) {
+                if l.is_quantized() {
+                    v.push((format!("blocks.{i}.{t}.weight"), [l.out_dim(), l.in_dim()]));
+                }
+            }
+        }
+        v
+    }
+
+    /// The block Linear of an official weight key (`blocks.3.self_attn.q.weight`).
+    pub fn block_linear_by_key_mut(&mut self, key: &str) -> Option<&mut Linear> {
+        let (b, t) = key
+            .strip_prefix("blocks.")?
+            .strip_suffix(".weight")?
+            .split_once('.')?;
+        let block = self.blocks.get_mut(b.parse::<usize>().ok()?)?;
+        block_linear_mut(block, t).ok()
+    }
+
     /// Build and strictly load from `src` in the final dtypes (and quantization) of `opts`.
     /// A source whose Linears are stored quantized (a `convert --quantize` folder) is
     /// checked triple by triple first and stays quantized.

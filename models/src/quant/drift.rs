@@ -113,12 +113,13 @@ pub fn e2e_fixture_video(fx: &Fixture, quantize: Option<Recipe>) -> Result<Array
         image: cli("image")?
             .as_str()
             .map(|n| fx.dir().join("checkpoints").join(n)),
+        step_cache: Default::default(),
+        lora: None,
     };
     let lopts = LoadOptions {
         dtype: Dtype::Float32,
         one_expert_at_a_time: false,
         lora: None,
-        lora_expert: None,
         preview_cache: None,
         quantize,
     };
