@@ -473,8 +473,9 @@ try {
     results.download = { resumed: resumed[0], files: Object.keys(byFile).length };
     log("resumed", resumed[0]);
 
-    // A clip from the downloaded folder.
+    // A clip from the downloaded folder (a ti2v_tiny: the i2v block left the task on i2v-A14B).
     await s.click("#tab-generate");
+    await s.set("#task", "ti2v-5B");
     await s.type("#prompt", PROMPT3);
     await s.set("#size", "custom");
     await s.set("#width", 96);
