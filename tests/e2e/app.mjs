@@ -439,6 +439,11 @@ try {
     sort.value = 'newest'; sort.dispatchEvent(new Event('change'));
     return { startup_render_ms: Number(grid.dataset.renderMs), refresh_ms: Number(grid.dataset.refreshMs),
       posters_loaded: posters(), search_ms: searchMs, search_hits: hits, sort_ms: sortMs };`);
+  // The listing alone (Rust reads 500 records; IPC; JSON in the page), off the main thread.
+  m.list_ipc_ms = await wd("POST", `${s.p}/execute/async`, {
+    script: "const done = arguments[0]; const t = performance.now(); window.__TAURI_INTERNALS__.invoke('list_clips').then((l) => done(l.length === 500 ? performance.now() - t : -1), () => done(-2));",
+    args: [],
+  });
   log("gallery with 500 clips", m);
   // 17 synthetic clips plus the first real one ("A red fox … at dawn").
   if (m.search_hits !== 18) throw new Error(`search "fox dawn" found ${m.search_hits} clips, expected 18`);
