@@ -163,3 +163,33 @@ pub fn on_event(app: &AppHandle, id: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WINDOW_ITEMS;
+
+    /// The page binds the same keys (`ui/src/shortcuts.ts`, `SHORTCUTS`): every forwarded
+    /// item's id is an action there, with the key of its accelerator.
+    #[test]
+    fn accelerators_match_the_page_shortcuts() {
+        let ts = include_str!("../../ui/src/shortcuts.ts");
+        let table = &ts[ts.find("SHORTCUTS").expect("SHORTCUTS in shortcuts.ts")..];
+        let table = &table[..table.find("};").expect("end of SHORTCUTS")];
+        for (id, _, accel) in WINDOW_ITEMS {
+            let key = accel
+                .and_then(|a| a.strip_prefix("CmdOrCtrl+"))
+                .unwrap_or_else(|| panic!("{id}: no CmdOrCtrl accelerator"));
+            let key = match key {
+                "Period" => ".".to_string(),
+                "Enter" => "Enter".to_string(),
+                k => k.to_lowercase(),
+            };
+            let entry = [format!("{id}: \"{key}\""), format!("\"{id}\": \"{key}\"")];
+            assert!(
+                entry.iter().any(|e| table.contains(e.as_str())),
+                "{id} → {key} is not in ui/src/shortcuts.ts: {table}"
+            );
+        }
+        assert_eq!(table.matches(": \"").count(), WINDOW_ITEMS.len());
+    }
+}
