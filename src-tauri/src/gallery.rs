@@ -340,6 +340,8 @@ mod tests {
                 solver: SolverKind::Unipc,
                 seed: at,
                 image: None,
+                step_cache: Default::default(),
+                lora: None,
             },
             negative_prompt_used: String::new(),
             model: ModelIdentity {

@@ -7,11 +7,14 @@
 //! bar; `notify` tells the system when a job ends (notifications, Dock progress).
 pub mod checkpoint;
 pub mod commands;
+pub mod downloads;
 pub mod error;
+pub mod ffmpeg;
 pub mod gallery;
 pub mod jobs;
 pub mod menu;
 pub mod notify;
+pub mod selfcheck;
 pub mod settings;
 
 use std::sync::Arc;
@@ -33,7 +36,18 @@ pub fn engine_kind() -> &'static str {
 }
 
 fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
+    // Before any MLX work: a .app names its bundled Metal kernels (see wan::metallib).
+    match wan::metallib::use_bundled_metallib() {
+        Ok(Some(p)) => eprintln!("wan-studio: Metal kernels {}", p.display()),
+        Ok(None) => {}
+        Err(e) => eprintln!("wan-studio: warning: bundled Metal kernels not usable: {e}"),
+    }
     let data_dir = settings::data_dir()?;
+    // An ffmpeg downloaded into the data dir is found by every later lookup.
+    wan::video::ffmpeg::set_app_data_dir(&data_dir);
+    if let Err(e) = wan::video::ffmpeg::find() {
+        eprintln!("wan-studio: {e}");
+    }
     let gallery = Arc::new(gallery::Gallery::open(data_dir.join("gallery"))?);
     // The asset protocol may read the gallery and nothing else (the configured scope is
     // empty because the folder is only known at run time).
@@ -66,6 +80,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     ) {
         let _ = w.set_theme(Some(t));
     }
+    app.manage(Arc::new(downloads::Downloads::new()));
     app.manage(AppState {
         queue,
         gallery,
@@ -111,6 +126,15 @@ pub fn run() {
             commands::models::app_info,
             commands::models::memory_estimate,
             commands::models::convert_checkpoint,
+            commands::downloads::hub_repos,
+            commands::downloads::models_dir,
+            commands::downloads::set_models_dir,
+            commands::downloads::hub_repo_state,
+            commands::downloads::download_model,
+            commands::downloads::cancel_download,
+            commands::downloads::active_download,
+            commands::downloads::ffmpeg_status,
+            commands::downloads::download_ffmpeg,
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     let app = match app {

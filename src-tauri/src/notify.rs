@@ -247,6 +247,8 @@ mod tests {
                 solver: SolverKind::Unipc,
                 seed: 1,
                 image: None,
+                step_cache: Default::default(),
+                lora: None,
             },
             negative_prompt_used: String::new(),
             model: ModelIdentity {

@@ -30,14 +30,20 @@ pub fn preview_cache_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// The folder File › Open Models Folder shows: the one holding the chosen checkpoint, else
-/// `<data dir>/models`.
+/// the download folder (Models → Download).
 pub fn models_dir(data_dir: &Path, settings: &Settings) -> PathBuf {
     settings
         .checkpoint_dir
         .as_deref()
         .and_then(Path::parent)
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| data_dir.join("models"))
+        .or_else(|| settings.models_dir.clone())
+        .unwrap_or_else(|| default_models_dir(data_dir))
+}
+
+/// Default home of downloaded models (Models → Download; user-changeable).
+pub fn default_models_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("models")
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -51,6 +57,8 @@ pub struct Settings {
     pub prompt_history: Vec<String>,
     /// Light, dark, or whatever the system uses (the default).
     pub appearance: Appearance,
+    /// Where Models → Download puts repos (default `<data dir>/models`).
+    pub models_dir: Option<PathBuf>,
 }
 
 /// How many prompts the history keeps.

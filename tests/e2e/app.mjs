@@ -5,11 +5,25 @@
 // Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
 // ≥1 live preview → the clip plays → finished clip in the Gallery → restart → the clip is
 // still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips →
-// [i15 block] Ctrl+Enter queues 2 variations → continue the second from its last frame (a
-// linked clip) → gallery search → the minimum window size → dark appearance → restart
-// with 500 clips in the gallery (render/search timings, lazy posters).
+// Models: choose I2V_CKPT → drop I2V_IMAGE on the window → an i2v-A14B clip → 3 clips →
+// (issue 13) restart without ffmpeg: notice + job refused → ffmpeg back → download
+// ti2v_tiny from the mock Hub (cancel, resume) → generate on it → 4 clips →
+// [i15 block] restart → Ctrl+Enter queues 2 variations → continue the second from its last
+// frame (a linked clip) → gallery search → the minimum window size → dark appearance →
+// restart with 500 clips in the gallery (render/search timings, lazy posters).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 
 const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
@@ -18,9 +32,13 @@ const CKPT = process.env.CKPT;
 const OUT = process.env.ARTIFACTS ?? "test-artifacts";
 const PROMPT = "A red fox runs through fresh snow at dawn.";
 const PROMPT2 = "Paper lanterns drift over a river at night.";
+const PROMPT3 = "A white cat in sunglasses sits on a surfboard at the beach.";
 const CONVERT_DST = process.env.CONVERT_DST;
 const DATA = process.env.WAN_STUDIO_DATA_DIR;
-if (!APP || !CKPT || !CONVERT_DST || !DATA) throw new Error("set APP, CKPT, CONVERT_DST and WAN_STUDIO_DATA_DIR");
+const I2V_CKPT = process.env.I2V_CKPT;
+const I2V_IMAGE = process.env.I2V_IMAGE;
+if (!APP || !CKPT || !CONVERT_DST || !I2V_CKPT || !I2V_IMAGE || !DATA)
+  throw new Error("set APP, CKPT, CONVERT_DST, I2V_CKPT, I2V_IMAGE and WAN_STUDIO_DATA_DIR");
 mkdirSync(OUT, { recursive: true });
 
 const t0 = Date.now();
@@ -281,19 +299,200 @@ try {
   await s.click("#tab-gallery");
   await s.until("both clips in the gallery", "return document.querySelectorAll('.clip-card').length === 2", 30000);
 
-  // ---------------------------------------------------------------------------------------
-  // i15 block: shortcuts, variations, continue from the last frame, gallery search, the
-  // minimum window size, dark appearance. (Ends at "end of the i15 block".)
-  // ---------------------------------------------------------------------------------------
-  const PROMPT3 = "A paper boat sails across a rainy puddle.";
-  const PROMPT4 = "The paper boat drifts under a stone bridge.";
+  // ---- i2v-A14B image→video by drag-and-drop (issue 14) -------------------------------
+  // A file dropped on the window reaches the page as Tauri's `tauri://drag-drop` event: for a
+  // native drop the Rust side evaluates
+  //   window.__internal_unstable_listeners_function_id__({event, payload}, listenerIds)
+  // (tauri 2.12, src/event/mod.rs + manager/webview.rs). We make that same call with a real
+  // path, so the UI's onDragDropEvent handler, read_image, the output-size hint, validation,
+  // the queue and the real MLX pipeline run exactly as for a drop; only GTK's DnD is skipped.
+  await s.click("#tab-models");
+  await s.type("#ckpt-path", I2V_CKPT);
+  await s.click("#ckpt-use");
+  await s.until("the i2v-A14B folder to be accepted", "return /Using i2v-A14B/.test(document.querySelector('#ckpt-status').textContent)", 30000);
+  await s.click("#tab-generate");
+  await s.set("#task", "i2v-A14B");
+  await s.type("#prompt", PROMPT3);
+  await s.set("#size", "custom");
+  await s.set("#width", 80);
+  await s.set("#height", 48);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  const listeners = await s.js(
+    `const fn = window.__internal_unstable_listeners_function_id__;
+     const ls = (window.__internal_unstable_listeners_object_id__ || {})['tauri://drag-drop'] || {};
+     const ids = Object.getOwnPropertyNames(ls).map(Number);
+     if (fn && ids.length) fn({ event: 'tauri://drag-drop', payload: { paths: [arguments[0]], position: { x: 300, y: 300 } } }, ids);
+     return ids.length;`,
+    I2V_IMAGE,
+  );
+  if (!listeners) throw new Error("no tauri://drag-drop listener in the page");
+  // The 72×40 image and the area 80·48 give the official 80×32 (aspect kept, not the size).
+  const hint = await s.until(
+    "the dropped image in the form",
+    "const t = document.querySelector('#image-output-size').textContent; return !document.querySelector('#image-preview').hidden && t",
+    30000,
+  );
+  log("dropped:", hint);
+  if (!hint.includes("80×32")) throw new Error(`wrong output size for the dropped image: ${hint}`);
+  const formErrors = await s.js("return document.querySelector('#errors').textContent");
+  if (formErrors) throw new Error(`form refused the i2v-A14B run: ${formErrors}`);
+  await s.shot("09-i2v-dropped");
+  await s.click("#generate");
+  const status3 = await s.until(
+    "the i2v-A14B job to end",
+    "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+    300000,
+  );
+  log("i2v-A14B job:", status3);
+  if (!status3.startsWith("Done")) throw new Error(`i2v-A14B generation failed: ${status3}`);
+  // The player switches to the new clip: 80×32 (the previous clips are 96×64).
+  results.i2v_video = await s.until(
+    "the 80×32 i2v-A14B clip in the player",
+    "const v = document.querySelector('#result'); return v && v.readyState >= 2 && v.videoWidth === 80 && v.videoHeight === 32 && { width: v.videoWidth, height: v.videoHeight, duration: v.duration }",
+    30000,
+  );
+  log("i2v-A14B player", results.i2v_video);
+  await s.shot("10-i2v-done");
+  await s.click("#tab-gallery");
+  await s.until("three clips in the gallery", "return document.querySelectorAll('.clip-card').length === 3", 30000);
+  // ---- end of the i2v-A14B block --------------------------------------------------------
+} finally {
+  await s.end().catch(() => undefined);
+}
+// ---- Issue 13 (downloads): ffmpeg refused up front; Models → Download from the mock Hub ----
+// The app finds ffmpeg only through FFMPEG_DIR (WAN_FFMPEG_SEARCH_PATH, set by
+// scripts/e2e-app.sh), so removing the link there makes "no ffmpeg on this machine" real.
+// HF_ENDPOINT points the app at the mock Hub, which logs every file response to HUB_LOG.
+{
+  const ffLink = join(process.env.FFMPEG_DIR, "ffmpeg");
+  const HUB_LOG = process.env.HUB_LOG;
+  const tiny = join(process.env.HUB_ROOT, "ti2v_tiny");
+  const PROMPT3 = "A paper boat drifts down a rain gutter.";
+  unlinkSync(ffLink);
+  log("restarting without ffmpeg");
+  s = await Session.start();
+  try {
+    await s.until("the UI to start without ffmpeg", "return document.body.dataset.ready === '1'", 60000);
+    // Checked at start: the notice says what to install on this platform.
+    await s.until(
+      "the ffmpeg notice",
+      "const b = document.querySelector('#ffmpeg-banner'); return b && !b.hidden && b.dataset.state === 'missing'",
+      10000,
+    );
+    const why = await s.js("return document.querySelector('#ffmpeg-message').textContent");
+    if (!/ffmpeg was not found/.test(why) || !/apt-get install ffmpeg/.test(why)) throw new Error(`ffmpeg notice: ${why}`);
+    await s.shot("09-ffmpeg-missing");
+    // A job is refused before it is queued (not after denoising).
+    await s.click("#tab-generate");
+    const before = await s.js("return document.querySelector('#progress-text').textContent");
+    await s.type("#prompt", PROMPT3);
+    await s.click("#generate");
+    const refused = await s.until(
+      "the refusal",
+      "const e = document.querySelector('#errors li[data-code=\"ffmpeg\"]'); return e && e.textContent",
+      10000,
+    );
+    log("refused:", refused);
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await s.js("return document.querySelector('#progress-text').textContent");
+    if (after !== before) throw new Error(`a job started without ffmpeg: ${after}`);
+    // ffmpeg back: "Check again" clears the notice.
+    symlinkSync(process.env.REAL_FFMPEG, ffLink);
+    await s.click("#ffmpeg-recheck");
+    await s.until("the notice to go", "return document.querySelector('#ffmpeg-banner').hidden", 10000);
+
+    // Download ti2v_tiny from the mock Hub: progress, cancel at ≥ 50 %, resume, complete.
+    await s.click("#tab-models");
+    await s.set("#hub-repo", "other");
+    await s.set("#hub-repo-custom", "Wan-AI/ti2v_tiny");
+    await s.until("the target folder", "return document.querySelector('#hub-state').dataset.state === 'absent'", 10000);
+    await s.click("#hub-download");
+    await s.until("half the download", "return Number(document.querySelector('#hub-text').dataset.percent || 0) >= 50", 60000);
+    const mid = await s.js("return document.querySelector('#hub-text').textContent");
+    log("download:", mid);
+    if (!/ETA/.test(mid) || !/\[\d+\/11\]/.test(mid)) throw new Error(`no per-file progress / ETA: ${mid}`);
+    await s.js("document.querySelector('#hub-text').scrollIntoView({ block: 'center' })");
+    await s.shot("10-download-progress");
+    await s.click("#hub-cancel");
+    const cancelled = await s.until("the cancel", "const t = document.querySelector('#hub-text').textContent; return /^Cancelled/.test(t) && t", 20000);
+    log("download:", cancelled);
+    await s.until(
+      "Resume",
+      "const b = document.querySelector('#hub-download'); return b.textContent === 'Resume' && !b.disabled && document.querySelector('#hub-state').dataset.state === 'unfinished'",
+      10000,
+    );
+    await s.click("#hub-download");
+    const finished = await s.until(
+      "the download to end",
+      "const t = document.querySelector('#hub-text').textContent; return /^(Downloaded|Download failed)/.test(t) && t",
+      120000,
+    );
+    log("download:", finished);
+    if (!finished.startsWith("Downloaded") || !/now in use/.test(finished)) throw new Error(`download: ${finished}`);
+    await s.until("the downloaded folder in use", "return document.querySelector('#ckpt-status').dataset.ok === '1' && document.querySelector('#ckpt-path').value.endsWith('/models/ti2v_tiny')", 10000);
+    await s.js("document.querySelector('#hub-text').scrollIntoView({ block: 'center' })");
+    await s.shot("11-downloaded");
+    // What the server sent: every finished file once, the cancelled one continued with a
+    // Range request (206 from the byte it stopped at), nothing else.
+    const served = readFileSync(HUB_LOG, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const byFile = {};
+    for (const e of served) (byFile[e.file] ??= []).push(e);
+    const resumed = [];
+    for (const [file, entries] of Object.entries(byFile)) {
+      const size = statSync(join(tiny, file.slice("ti2v_tiny/".length))).size;
+      if (entries.length === 1 && entries[0].start === 0 && entries[0].bytes === size) continue;
+      const [a, b] = entries;
+      if (entries.length !== 2 || a.start !== 0 || b.status !== 206 || b.start <= 0 || b.start > size || b.bytes !== size - b.start)
+        throw new Error(`${file} was not resumed cleanly: ${JSON.stringify(entries)}`);
+      resumed.push({ file, from: b.start });
+    }
+    if (resumed.length !== 1 || Object.keys(byFile).length !== 11) throw new Error(`expected one resumed file of 11: ${JSON.stringify(byFile)}`);
+    results.download = { resumed: resumed[0], files: Object.keys(byFile).length };
+    log("resumed", resumed[0]);
+
+    // A clip from the downloaded folder.
+    await s.click("#tab-generate");
+    // The form was restored with the i2v-A14B run above; this folder is ti2v-5B.
+    await s.set("#task", "ti2v-5B");
+    await s.type("#prompt", PROMPT3);
+    await s.set("#size", "custom");
+    await s.set("#width", 96);
+    await s.set("#height", 64);
+    await s.set("#frames", 5);
+    await s.set("#steps", 2);
+    await s.click("#generate");
+    const status3 = await s.until(
+      "the job on the downloaded folder to end",
+      "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+      300000,
+    );
+    log("job on the downloaded folder:", status3);
+    if (!status3.startsWith("Done")) throw new Error(`generation on the downloaded folder failed: ${status3}`);
+    await s.click("#tab-gallery");
+    await s.until("four clips in the gallery", "return document.querySelectorAll('.clip-card').length === 4", 30000);
+  } finally {
+    await s.end().catch(() => undefined);
+  }
+}
+// ---- end of issue 13 block ----
+
+// ---- i15 block (the app's look and features): shortcuts, variations, continue from the last
+// frame, gallery search, the minimum window size, dark appearance, then 500 clips. Starts
+// with the 4 clips above and the downloaded ti2v_tiny folder in use.
+log("restarting for the i15 block");
+s = await Session.start();
+try {
+  await s.until("the UI to start", "return document.body.dataset.ready === '1'", 60000);
+  const VAR_PROMPT = "A paper boat sails across a rainy puddle.";
+  const CONT_PROMPT = "The paper boat drifts under a stone bridge.";
   const records = () =>
     readdirSync(join(DATA, "gallery"))
       .filter((d) => /^[0-9a-z-]+$/.test(d) && existsSync(join(DATA, "gallery", d, "record.json")))
       .map((d) => JSON.parse(readFileSync(join(DATA, "gallery", d, "record.json"), "utf8")));
   const cards = (n) => `return document.querySelectorAll('#gallery-grid .clip-card').length === ${n}`;
   await s.click("#tab-generate");
-  await s.type("#prompt", PROMPT3);
+  await s.type("#prompt", VAR_PROMPT);
   await s.set("#size", "custom");
   await s.set("#width", 96);
   await s.set("#height", 64);
@@ -308,11 +507,11 @@ try {
   results.variations_queued_seen = await s
     .until("the two variations in the queue", "const b = document.querySelector('#queue-badge').textContent; return (b === '2 jobs' || b === '1 job') && b", 5000)
     .catch(() => null);
-  await s.shot("09-generate-variations");
-  const prompt3 = await s.js("return document.querySelector('#prompt').value");
-  if (prompt3 !== PROMPT3) throw new Error(`Ctrl+Enter changed the prompt: ${JSON.stringify(prompt3)}`);
-  await s.until("both variations in the gallery", cards(4), 300000);
-  const vars = records().filter((r) => r.params.prompt === PROMPT3).sort((a, b) => a.params.seed - b.params.seed);
+  await s.shot("12-generate-variations");
+  const promptAfter = await s.js("return document.querySelector('#prompt').value");
+  if (promptAfter !== VAR_PROMPT) throw new Error(`Ctrl+Enter changed the prompt: ${JSON.stringify(promptAfter)}`);
+  await s.until("both variations in the gallery", cards(6), 300000);
+  const vars = records().filter((r) => r.params.prompt === VAR_PROMPT).sort((a, b) => a.params.seed - b.params.seed);
   if (vars.map((r) => r.params.seed).join() !== "100,101") throw new Error(`variation seeds: ${vars.map((r) => r.params.seed)}`);
   log("variations", vars.map((r) => `${r.id} seed ${r.params.seed}`).join(", "));
 
@@ -329,13 +528,13 @@ try {
     30000,
   );
   const form = await s.js("return { prompt: document.querySelector('#prompt').value, seed: document.querySelector('#seed').value }");
-  if (form.prompt !== PROMPT3 || form.seed !== "101") throw new Error(`continuation form not filled from the parent: ${JSON.stringify(form)}`);
+  if (form.prompt !== VAR_PROMPT || form.seed !== "101") throw new Error(`continuation form not filled from the parent: ${JSON.stringify(form)}`);
   if (!existsSync(join(DATA, "gallery", parent.id, "last.png"))) throw new Error("no last.png beside the parent clip");
-  await s.type("#prompt", PROMPT4);
+  await s.type("#prompt", CONT_PROMPT);
   await s.set("#variations", 1);
   await s.click("#generate");
-  await s.until("the continuation in the gallery", cards(5), 300000);
-  const child = records().find((r) => r.params.prompt === PROMPT4);
+  await s.until("the continuation in the gallery", cards(7), 300000);
+  const child = records().find((r) => r.params.prompt === CONT_PROMPT);
   if (!child || child.parent !== parent.id || !child.params.image?.endsWith(`${parent.id}/last.png`))
     throw new Error(`the continuation is not linked to its parent: ${JSON.stringify(child)}`);
   results.continuation = { parent: parent.id, child: child.id, size: [child.width, child.height], frames: child.frames };
@@ -343,8 +542,8 @@ try {
   await s.click("#tab-gallery");
   await s.click(`.clip-card[data-id="${child.id}"]`);
   const chain = await s.until("the chain in the details", "const c = document.querySelector('#chain'); return c && c.textContent");
-  if (!chain.includes("Part 2 of 2") || !chain.includes(PROMPT3)) throw new Error(`chain: ${chain}`);
-  await s.shot("10-gallery-chain");
+  if (!chain.includes("Part 2 of 2") || !chain.includes(VAR_PROMPT)) throw new Error(`chain: ${chain}`);
+  await s.shot("13-gallery-chain");
 
   // Search by prompt text.
   const search = async (q, n) => {
@@ -352,8 +551,9 @@ try {
     await s.until(`${n} card(s) for "${q}"`, cards(n), 5000);
   };
   await search("lanterns", 1);
-  await search("PAPER boat", 3);
-  await search("", 5);
+  // The three here and the clip of the download block ("A paper boat drifts down …").
+  await search("PAPER boat", 4);
+  await search("", 7);
 
   // The minimum window size (900×600): nothing overlaps, nothing scrolls sideways, the
   // Generate button stays on screen.
@@ -371,7 +571,7 @@ try {
   );
   results.min_size = fit;
   log("minimum size", fit);
-  await s.shot("11-generate-min-size");
+  await s.shot("14-generate-min-size");
   if (fit.hscroll || fit.overlap || !fit.generateVisible || !fit.playerVisible) throw new Error(`layout broken at the minimum size: ${JSON.stringify(fit)}`);
   await s.click("#tab-gallery");
   const gfit = await s.js(
@@ -388,28 +588,27 @@ try {
   const dark = await s.until("the dark colours", `const v = (() => { ${bg} })(); return v < 60 && v`, 5000).catch(() => s.js(bg));
   if (!(light > 200 && dark < 60)) throw new Error(`appearance did not change the colours: light ${light}, dark ${dark}`);
   await s.click("#tab-generate");
-  await s.shot("12-generate-dark");
+  await s.shot("15-generate-dark");
   await s.click("#tab-gallery");
   await s.click(`.clip-card[data-id="${child.id}"]`);
-  await s.shot("13-gallery-dark");
+  await s.shot("16-gallery-dark");
   await s.click("#tab-models");
   await s.set("#appearance", "system");
   // The window's own theme is reset asynchronously (GTK): wait for the light colours.
   await s.until("the system (light) colours again", `return (() => { ${bg} })() > 200`, 5000);
   results.appearance = { light_bg: light, dark_bg: dark };
-  // end of the i15 block (the 500-clip check follows the restart below)
 } finally {
   await s.end().catch(() => undefined);
 }
-
-// i15: the gallery at scale. 495 more clips (copies of a real one, distinct prompts, seeds
-// and dates) → restart → 500 cards, posters loaded lazily, search and sort stay fast.
+// The gallery at scale: 493 more clips beside the 7 real ones (copies of a real one, distinct
+// prompts, seeds and dates) → restart → 500 cards, posters loaded lazily, search and sort
+// stay fast.
 {
   const g = join(DATA, "gallery");
   const src = readdirSync(g).find((d) => /^\d+-\d+$/.test(d));
   const base = JSON.parse(readFileSync(join(g, src, "record.json"), "utf8"));
   const words = ["fox", "boat", "lantern", "forest", "city", "river", "snow", "desert", "ocean", "garden"];
-  for (let k = 0; k < 495; k++) {
+  for (let k = 0; k < 493; k++) {
     const id = `${1600000000000 + k * 60000}-${k}`;
     mkdirSync(join(g, id));
     copyFileSync(join(g, src, "clip.mp4"), join(g, id, "clip.mp4"));
@@ -457,10 +656,12 @@ try {
   );
   m.posters_after_scroll = await s.js("return document.querySelectorAll('#gallery-grid img[src]').length");
   results.gallery_500 = m;
-  await s.shot("14-gallery-500");
+  await s.shot("17-gallery-500");
 } finally {
   await s.end().catch(() => undefined);
 }
+// ---- end of the i15 block ----
+
 results.total_s = (Date.now() - t0) / 1000;
 writeFileSync(join(OUT, "e2e-results.json"), JSON.stringify(results, null, 2));
 log("PASS", JSON.stringify(results));

@@ -6,6 +6,8 @@ import { GalleryView } from "./views/gallery";
 import { ModelsView } from "./views/models";
 import { ActionRunner, actionFor, withShortcut, type Action } from "./shortcuts";
 import { applyAppearance } from "./theme";
+import { HubView } from "./views/hub";
+import { FfmpegBanner } from "./views/ffmpeg";
 
 type ViewName = "generate" | "gallery" | "models";
 const VIEWS = ["generate", "gallery", "models"] as const;
@@ -17,6 +19,10 @@ function show(name: ViewName): void {
     tab.classList.toggle("active", v === name);
     tab.setAttribute("aria-current", v === name ? "page" : "false");
   }
+  // Models is a page of settings: each visit starts at its top (the checkpoint). This also
+  // keeps WebKitWebDriver able to reach its first fields (it does not scroll a nested
+  // scroller back up to an element hidden above).
+  if (name === "models") document.getElementById("view-models")!.scrollTop = 0;
 }
 
 let toastTimer: ReturnType<typeof setTimeout> | null = null;
@@ -80,6 +86,19 @@ async function start(): Promise<void> {
     runner.dispatch(a);
   });
 
+  // Issue 13: the ffmpeg notice above the views, and Models → Download from Hugging Face.
+  const banner = document.createElement("div");
+  banner.id = "ffmpeg-banner";
+  document.querySelector("main")!.before(banner);
+  const ffmpeg = new FfmpegBanner(banner);
+  const hubRoot = document.createElement("section");
+  hubRoot.id = "hub";
+  hubRoot.className = "card";
+  document.getElementById("models-checkpoint")!.after(hubRoot);
+  const hub = new HubView(hubRoot, async (info) => {
+    (document.getElementById("ckpt-path") as HTMLInputElement).value = info.path;
+    await models.use();
+  });
   for (const b of document.querySelectorAll<HTMLButtonElement>("#nav .tab")) {
     const v = b.dataset.view as ViewName;
     b.title = withShortcut(b.textContent ?? v, `view-${v}` as Action);
@@ -91,7 +110,7 @@ async function start(): Promise<void> {
   show("generate");
   const settings = await ipc.getSettings();
   applyAppearance(settings.appearance ?? "system");
-  await Promise.all([generate.init(), gallery.refresh(), models.init()]);
+  await Promise.all([generate.init(), gallery.refresh(), models.init(), hub.init(), ffmpeg.check()]);
   await ipc.onGalleryChanged(() => void gallery.refresh());
   await ipc.onMenu((id) => {
     if (id.startsWith("error:")) toast(id.slice(6));

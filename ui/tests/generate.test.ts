@@ -142,6 +142,34 @@ describe("GenerateView", () => {
     expect($("job-warnings").children.length).toBe(0);
   });
 
+  it("the Fast preset applies a speed LoRA with Euler, 4 steps, shift 5, guidance 1", async () => {
+    const v = await view();
+    mockIPC((cmd, args) => {
+      calls.push({ cmd, args: (args ?? {}) as Record<string, unknown> });
+      if (cmd === "plugin:dialog|open") return "/loras/lightning/high_noise_model.safetensors";
+      if (cmd === "memory_estimate")
+        return { weights_bytes: 1, activations_bytes: 1, total_bytes: 1, machine_bytes: 2, fits: true, reason: null };
+      if (cmd === "enqueue") return 9;
+      return null;
+    });
+    $<HTMLTextAreaElement>("prompt").value = "a fox";
+    $("fast-preset").click();
+    await new Promise((r) => setTimeout(r, 0));
+    expect($("lora-name").textContent).toContain("lightning");
+    $<HTMLSelectElement>("step-cache").value = "magcache";
+    expect(await v.submit()).toBe(9);
+    const sent = calls.filter((c) => c.cmd === "enqueue").pop()!.args.params as GenerateParams;
+    expect(sent).toMatchObject({
+      solver: "euler", sample_steps: 4, sample_shift: 5, guide_scale: [1, 1], step_cache: "magcache",
+      lora: { scale: 1, all: "/loras/lightning" },
+    });
+    // Removing the LoRA drops it from the settings; a single file is used as it is.
+    $("lora-clear").click();
+    expect(v.params().lora).toBeUndefined();
+    v.load({ ...v.params(), lora: { scale: 0.5, all: "/x/style.safetensors" } });
+    expect($("lora-name").textContent).toBe("LoRA: style.safetensors ×0.5");
+  });
+
   it("shows Rust's refusal (e.g. memory) with its code", async () => {
     const v = await view();
     $<HTMLTextAreaElement>("prompt").value = "x";

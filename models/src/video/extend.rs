@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use image::RgbImage;
 
-use super::mp4::{ffmpeg_binary, tmp_sibling};
+use super::mp4::tmp_sibling;
 use crate::error::{Error, Result};
 
 /// `file:` keeps names with ':' or a leading '-' from being read as protocols or options.
@@ -32,7 +32,7 @@ pub fn last_frame(mp4: &Path) -> Result<RgbImage> {
     if !mp4.is_file() {
         return Err(Error::Missing(mp4.to_path_buf()));
     }
-    let bin = ffmpeg_binary();
+    let bin = super::ffmpeg::find()?.path;
     let mut child = Command::new(&bin)
         .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
         .args(["-sseof", "-1", "-i"])
@@ -175,7 +175,7 @@ pub fn concat_mp4(inputs: &[PathBuf], out: &Path) -> Result<()> {
     std::fs::File::create(&list_path)
         .and_then(|mut f| f.write_all(list.as_bytes()))
         .map_err(|e| Error::io(&list_path, e))?;
-    let bin = ffmpeg_binary();
+    let bin = super::ffmpeg::find()?.path;
     let run = Command::new(&bin)
         // -xerror: a part that cannot be read fails the join instead of being skipped.
         .args([

@@ -82,8 +82,7 @@ impl Engine for WanEngine {
         let opts = LoadOptions {
             dtype,
             one_expert_at_a_time: false,
-            lora: None,
-            lora_expert: None,
+            lora: params.lora.clone(),
             preview_cache: Some(self.preview_cache.clone()),
             quantize: None,
         };

@@ -12,9 +12,11 @@ import {
   type ImageInfo,
   type JobEvent,
   type QueueSnapshot,
+  type LoraSpec,
   type TaskPreset,
 } from "../ipc";
 import * as form from "../form";
+import * as speed from "../speed";
 import { PreviewPlayer } from "../preview";
 import { playClip } from "../clip";
 import { filterHistory } from "../clips";
@@ -39,6 +41,7 @@ export interface Continuation {
 export class GenerateView {
   private presets: TaskPreset[] = [];
   private image: ImageInfo | null = null;
+  private lora: LoraSpec | null = null;
   private player: PreviewPlayer;
   private history: string[] = [];
   private continuation: Continuation | null = null;
@@ -147,7 +150,7 @@ export class GenerateView {
             false,
             el("textarea", { id: "negative", rows: 3, "aria-label": "Negative prompt" }),
           ),
-          // Less common settings; the home of speed options (step caching, fast presets).
+          // Less common sampler settings.
           group(
             "group-advanced",
             "Advanced",
@@ -168,6 +171,8 @@ export class GenerateView {
               field("Shift", el("input", { id: "shift", type: "number", step: 0.5, min: 0.5 })),
             ),
           ),
+          // Speed (issue 16): step caching and the Fast (4 steps) preset.
+          group("group-speed", "Speed", false, speed.speedRow(field)),
         ),
         el(
           "div",
@@ -260,6 +265,11 @@ export class GenerateView {
       if (e.key === "Escape") this.toggleHistory(false);
     });
     this.$("cancel").addEventListener("click", () => void this.cancelCurrent());
+    this.$("fast-preset").addEventListener("click", async () => {
+      const path = await dialogs.pickLora().catch(() => null);
+      if (path) void this.load(speed.fastPreset(this.params(), speed.loraFor(path)));
+    });
+    this.$("lora-clear").addEventListener("click", () => this.setLora(null));
     this.$("gen-form").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.submit();
@@ -310,6 +320,8 @@ export class GenerateView {
     this.$("guidance-high").closest("label")!.hidden = preset.guide_scale[0] === preset.guide_scale[1];
     this.$<HTMLSelectElement>("solver").value = p.solver;
     this.$("seed").value = String(p.seed);
+    this.$<HTMLSelectElement>("step-cache").value = (p.step_cache ?? "off").split(":")[0];
+    this.setLora(p.lora ?? null);
     this.$("image-zone").hidden = !preset.accepts_image;
     this.setContinuation(continuation);
     this.sizeChanged();
@@ -337,6 +349,7 @@ export class GenerateView {
     const preset = this.preset();
     const g = num("guidance");
     const same = preset.guide_scale[0] === preset.guide_scale[1];
+    const cache = this.$<HTMLSelectElement>("step-cache").value;
     return {
       task: preset.task,
       prompt: this.$<HTMLTextAreaElement>("prompt").value,
@@ -349,6 +362,9 @@ export class GenerateView {
       solver: this.$<HTMLSelectElement>("solver").value as GenerateParams["solver"],
       seed: num("seed"),
       image: this.image?.path ?? null,
+      // Speed settings travel only when used (older records have none).
+      ...(cache !== "off" ? { step_cache: cache } : {}),
+      ...(this.lora ? { lora: this.lora } : {}),
     };
   }
 
@@ -363,6 +379,13 @@ export class GenerateView {
     return c && this.image?.path === c.image ? c.id : null;
   }
 
+  private setLora(l: LoraSpec | null): void {
+    this.lora = l;
+    const path = l?.all ?? l?.high ?? l?.low ?? "";
+    this.$("lora-name").textContent = l ? `LoRA: ${path.split(/[\\/]/).pop()} ×${l.scale}` : "";
+    this.$("lora-clear").hidden = !l;
+  }
+
   private estimateTimer: ReturnType<typeof setTimeout> | null = null;
 
   /** Re-validate and update the hints (duration, output size, memory, group summaries). */
@@ -374,13 +397,18 @@ export class GenerateView {
     this.$("duration").textContent = `${secs.toFixed(2)} s at ${preset.fps} fps`;
     let out: [number, number] = p.size;
     if (this.image) {
-      out = form.imageOutputSize(p.task, [this.image.width, this.image.height], p.size);
-      this.$("image-output-size").textContent = `Output: ${out[0]}×${out[1]} (from the image's aspect ratio)`;
+      const o = form.imageOutputSize(p.task, [this.image.width, this.image.height], p.size);
+      if (o) out = o;
+      this.$("image-output-size").textContent = o
+        ? `Output: ${o[0]}×${o[1]} (from the image's aspect ratio)`
+        : "This image's aspect ratio is too extreme for this size's area: choose a larger size.";
     }
     this.summary("group-video", `${out[0]}×${out[1]} · ${p.frame_num} frames · ${secs.toFixed(1)} s`);
     this.summary("group-sampling", `${p.sample_steps} steps · seed ${p.seed}`);
     this.summary("group-negative", p.negative_prompt === null ? "default" : "custom");
     this.summary("group-advanced", `${p.solver} · shift ${p.sample_shift}`);
+    const cache = this.$<HTMLSelectElement>("step-cache").value;
+    this.summary("group-speed", [this.lora ? "LoRA" : "", cache === "off" ? "" : cache].filter(Boolean).join(" · ") || "off");
     const errs = [...form.validate(p, preset), ...form.validateVariations(n, p.seed)];
     // Write only what changed: a refresh from the prompt's `change` (fired when a click on
     // Generate blurs it) must not touch the button under the pointer, or WebKit drops the click.
