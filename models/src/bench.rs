@@ -7,8 +7,9 @@ use mlx_rs::module::ModuleParameters;
 use mlx_rs::{Array, Dtype};
 use serde::Serialize;
 
-use crate::dit::{Kernels, Timesteps, WanConfig, WanModel};
-use crate::error::Result;
+use crate::checkpoint::{Layout, TensorSource};
+use crate::dit::{DitLoad, Kernels, Timesteps, WanConfig, WanModel};
+use crate::error::{Error, Result};
 
 /// Replace every parameter with N(0, 0.02²) (timing only: no meaningful output).
 pub fn randomize(model: &mut WanModel, seed: u64) -> Result<()> {
@@ -24,14 +25,66 @@ pub fn randomize(model: &mut WanModel, seed: u64) -> Result<()> {
 }
 
 /// A full-size architecture cut to `layers` blocks (None = all), random weights.
-pub fn random_dit(mut cfg: WanConfig, layers: Option<i32>, dtype: Dtype) -> Result<WanModel> {
+pub fn random_dit(cfg: WanConfig, layers: Option<i32>, dtype: Dtype) -> Result<WanModel> {
+    random_dit_with(cfg, layers, &DitLoad::dense(dtype))
+}
+
+/// [`random_dit`] loaded through the real loader (`WanModel::load_with`): every tensor is
+/// generated in f32, then cast or quantized and evaluated before the next, so a
+/// full-size model is built without ever holding an f32 (or bf16) copy of it.
+pub fn random_dit_with(
+    mut cfg: WanConfig,
+    layers: Option<i32>,
+    opts: &DitLoad,
+) -> Result<WanModel> {
     if let Some(l) = layers {
         cfg.num_layers = l;
     }
-    let mut m = WanModel::new(cfg)?;
-    randomize(&mut m, 0)?;
-    m.set_compute_dtype(dtype)?;
-    Ok(m)
+    let src = RandomSource::for_model(&WanModel::new(cfg.clone())?, 0);
+    WanModel::load_with(cfg, &src, opts)
+}
+
+/// Random float32 tensors (uniform, std 0.02 like [`randomize`]; uniform is several
+/// times cheaper than normal to draw on CPU) with a model's official keys and MLX-layout
+/// shapes, each generated on request from `seed` and its name (nothing held).
+pub struct RandomSource {
+    shapes: std::collections::BTreeMap<String, Vec<i32>>,
+    seed: u64,
+}
+
+impl RandomSource {
+    pub fn for_model(model: &WanModel, seed: u64) -> Self {
+        Self {
+            shapes: model.expected_params().into_iter().collect(),
+            seed,
+        }
+    }
+}
+
+impl TensorSource for RandomSource {
+    fn tensor_names(&self) -> Vec<String> {
+        self.shapes.keys().cloned().collect()
+    }
+    fn tensor_shape(&self, name: &str) -> Option<Vec<i32>> {
+        self.shapes.get(name).cloned()
+    }
+    fn load_tensor(&self, name: &str) -> Result<Array> {
+        let shape = self
+            .shapes
+            .get(name)
+            .ok_or_else(|| Error::Weights(vec![format!("missing `{name}`")]))?;
+        let key = mlx_rs::random::key(self.seed ^ crate::hash::fnv1a64(name.as_bytes()))?;
+        let a = 0.02 * 3f32.sqrt();
+        Ok(mlx_rs::random::uniform::<_, f32>(-a, a, shape, &key)?)
+    }
+    fn layout(&self) -> Layout {
+        Layout::Mlx
+    }
+    fn tensor_dtype(&self, name: &str) -> Option<crate::checkpoint::safetensors::StDtype> {
+        self.shapes
+            .contains_key(name)
+            .then_some(crate::checkpoint::safetensors::StDtype::F32)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -133,7 +133,14 @@ struct Sites {
 impl Sites {
     fn of(model: &WanModel) -> Self {
         // official key → MLX-layout shape (only the patch-embedding conv differs)
-        let params: BTreeMap<String, Vec<i32>> = model.expected_params().into_iter().collect();
+        let mut params: BTreeMap<String, Vec<i32>> = model.expected_params().into_iter().collect();
+        // A quantized Linear is adapted at its dense shape; its scales/biases are no sites.
+        for (key, shape) in model.quantized_linear_shapes() {
+            let site = key.strip_suffix(".weight").unwrap_or(&key).to_string();
+            params.remove(&format!("{site}.scales"));
+            params.remove(&format!("{site}.biases"));
+            params.insert(key, shape.to_vec());
+        }
         let mut kohya = HashMap::new();
         for key in params.keys() {
             let site = key.strip_suffix(".weight").unwrap_or(key);
@@ -306,13 +313,33 @@ impl Delta {
 }
 
 /// Merge `file` into `model` at `scale` (`p ← p + scale·delta` in float32, stored in `p`'s
-/// dtype). Returns the number of parameters changed.
+/// dtype). Returns the number of parameters changed. A low-rank adapter of a quantized
+/// Linear is not merged (that would requantize it) but kept as its unmerged side path
+/// (`crate::nn::Linear::add_lora_side`); a full delta of one is refused.
 pub fn merge(model: &mut WanModel, file: &LoraFile, scale: f32) -> Result<usize> {
     // Everything is computed before anything is written: a failure changes nothing.
     let mut updates: Vec<(String, Array)> = Vec::with_capacity(file.deltas.len());
+    let quantized: BTreeMap<String, [i32; 2]> =
+        model.quantized_linear_shapes().into_iter().collect();
+    let mut sides = Vec::new();
     {
         let params = model.parameters().flatten();
         for (official, delta) in &file.deltas {
+            if quantized.contains_key(official) {
+                match delta {
+                    Delta::LowRank { down, up, alpha } => {
+                        let r = down.shape()[0] as f32;
+                        sides.push((official, down, up, scale * alpha.unwrap_or(r) / r));
+                        continue;
+                    }
+                    Delta::Full(_) => {
+                        return Err(Error::Input(format!(
+                            "LoRA: `{official}` is stored quantized; a full delta cannot be \
+                             added to it (load the dense folder, or quantize at load)"
+                        )));
+                    }
+                }
+            }
             let internal = keys::to_internal(official);
             let p = params.get(internal.as_str()).ok_or_else(|| {
                 Error::Input(format!("LoRA: the model has no parameter `{official}`"))
@@ -323,11 +350,18 @@ pub fn merge(model: &mut WanModel, file: &LoraFile, scale: f32) -> Result<usize>
             updates.push((internal, w));
         }
     }
-    let n = updates.len();
-    let mut params = model.parameters_mut().flatten();
-    for (internal, w) in updates {
-        if let Some(slot) = params.get_mut(internal.as_str()) {
-            **slot = w;
+    let n = updates.len() + sides.len();
+    {
+        let mut params = model.parameters_mut().flatten();
+        for (internal, w) in updates {
+            if let Some(slot) = params.get_mut(internal.as_str()) {
+                **slot = w;
+            }
+        }
+    }
+    for (official, down, up, k) in sides {
+        if let Some(lin) = model.block_linear_by_key_mut(official) {
+            lin.add_lora_side(down, up, k)?;
         }
     }
     Ok(n)

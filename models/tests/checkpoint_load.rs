@@ -216,7 +216,7 @@ fn converted_folders_load_to_identical_outputs() {
     let f32 = ConvertOptions {
         dtype: Dtype::Float32,
         shard_bytes: 1 << 20, // force several shards on the tiny DiTs
-        cancel: None,
+        ..ConvertOptions::default()
     };
 
     // TI2V: DiT output identical; T5 / VAE tensors identical in MLX layout.

@@ -505,3 +505,118 @@ fn sigint_cancels_within_a_step_and_leaves_no_file() {
     assert!(left.is_empty(), "files left: {left:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A quantized folder round-trips: `convert --quantize q8` → `inspect_model` (precision per
+/// component) → `generate` (ffprobe-checked mp4, sidecar says q8); and `generate
+/// --quantize q4` quantizes a dense folder at load. Bad settings are refused up front.
+#[test]
+fn quantized_folder_round_trips_convert_inspect_generate() {
+    let Some(c) = ckpt("t2v_a14b_tiny") else {
+        return;
+    };
+    let dir = tmpdir("quant");
+    let q8 = dir.join("a14b-q8");
+    let o = Command::new(env!("CARGO_BIN_EXE_convert"))
+        .args([
+            c.to_str().unwrap(),
+            q8.to_str().unwrap(),
+            "--quantize",
+            "q8",
+        ])
+        .args(["--group-size", "32", "--quantize-t5", "q8"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "convert: {}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("DiT block Linears quantized: q8 (group 32)"),
+        "{out}"
+    );
+
+    let o = Command::new(env!("CARGO_BIN_EXE_inspect_model"))
+        .args([q8.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "inspect: {}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let precision: Vec<(String, String)> = r["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap().to_string();
+            (s("kind"), s("precision"))
+        })
+        .collect();
+    let want = |kind: &str, p: &str| (kind.to_string(), p.to_string());
+    assert_eq!(
+        precision,
+        [
+            want("dit", "q8 (group 32) × 20 Linears + bf16"),
+            want("dit", "q8 (group 32) × 20 Linears + bf16"),
+            want("t5", "q8 (group 32) × 14 Linears + bf16"),
+            want("vae", "bf16"),
+        ]
+    );
+    assert_eq!(r["folder"]["quantization"]["dit"]["spec"]["bits"], 8);
+
+    let args = |ckpt: &std::path::Path| -> Vec<String> {
+        [
+            "--task",
+            "t2v-A14B",
+            "--ckpt_dir",
+            ckpt.to_str().unwrap(),
+            "--size",
+            "80*48",
+            "--any_size",
+            "--frame_num",
+            "5",
+            "--sample_steps",
+            "2",
+            "--prompt",
+            "Two cats box.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a: Vec<String> = args(&q8);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    generate_ok("quant-q8", &a, (80, 48, 5));
+
+    let mut a: Vec<String> = args(&c);
+    a.extend([
+        "--quantize".into(),
+        "q4".into(),
+        "--group_size".into(),
+        "32".into(),
+    ]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    generate_ok("quant-q4", &a, (80, 48, 5));
+
+    // A14B tiny has dim 64: group 128 cannot pack it, named before any model loads.
+    let mut bad: Vec<String> = args(&c);
+    bad.extend([
+        "--quantize".into(),
+        "q8".into(),
+        "--group_size".into(),
+        "128".into(),
+    ]);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    refused(&bad, "weights", "group size 128");
+    let mut bad: Vec<String> = args(&c);
+    bad.extend(["--quantize".into(), "q3".into()]);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    refused(&bad, "input", "q8 or q4");
+    // a q8 folder cannot become q4
+    let mut bad: Vec<String> = args(&q8);
+    bad.extend([
+        "--quantize".into(),
+        "q4".into(),
+        "--group_size".into(),
+        "32".into(),
+    ]);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    refused(&bad, "input", "already quantized");
+    let _ = std::fs::remove_dir_all(&dir);
+}

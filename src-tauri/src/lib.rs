@@ -126,6 +126,7 @@ pub fn run() {
             commands::models::app_info,
             commands::models::memory_estimate,
             commands::models::convert_checkpoint,
+            commands::models::convert_estimate,
             commands::downloads::hub_repos,
             commands::downloads::models_dir,
             commands::downloads::set_models_dir,

@@ -18,8 +18,8 @@ use wan_studio::checkpoint;
 use wan_studio::gallery::Gallery;
 use wan_studio::jobs::worker;
 use wan_studio::jobs::{
-    Cancelled, ConvertDtype, ConvertJob, Converted, Engine, FakeEngine, Job, JobEvent, JobId,
-    JobKind, JobQueue, JobSink, JobSummary, QueueSnapshot, Work, WorkerContext,
+    Cancelled, ConvertDtype, ConvertJob, ConvertQuant, Converted, Engine, FakeEngine, Job,
+    JobEvent, JobId, JobKind, JobQueue, JobSink, JobSummary, QueueSnapshot, Work, WorkerContext,
 };
 use wan_studio::settings::{Settings, SettingsStore};
 
@@ -391,4 +391,49 @@ fn bad_paths_are_refused_with_clear_messages() {
         assert_eq!(serde_json::from_str::<ConvertDtype>(s).unwrap(), d);
     }
     assert!(serde_json::from_str::<ConvertDtype>("\"int8\"").is_err());
+}
+
+/// "Convert to MLX (8-bit)": the predicted size the Models view shows is exactly what the
+/// job writes, the new folder stores its DiT quantized (and says so), and it is selected.
+#[test]
+fn an_8_bit_conversion_writes_the_predicted_size_and_a_quantized_folder() {
+    let Some(src) = tiny() else { return };
+    let levels = wan_studio::jobs::convert::estimate_levels(&src, ConvertDtype::Bf16).unwrap();
+    let names: Vec<Option<ConvertQuant>> = levels.iter().map(|l| l.quantize).collect();
+    assert_eq!(
+        names,
+        [None, Some(ConvertQuant::Q8), Some(ConvertQuant::Q4)]
+    );
+    assert!(levels[0].bytes > levels[1].bytes && levels[1].bytes > levels[2].bytes);
+    assert!(levels[0].drift.is_none() && levels[1].drift.as_deref().is_some_and(|d| !d.is_empty()));
+    for (s, q) in [("\"q8\"", ConvertQuant::Q8), ("\"q4\"", ConvertQuant::Q4)] {
+        assert_eq!(serde_json::from_str::<ConvertQuant>(s).unwrap(), q);
+    }
+    assert!(serde_json::from_str::<ConvertQuant>("\"q3\"").is_err());
+
+    let r = rig(false);
+    let dst = r.out().join("ti2v_tiny-q8");
+    let mut job = ConvertJob::new(&src, &dst, ConvertDtype::Bf16, true).unwrap();
+    job.quantize = Some(ConvertQuant::Q8);
+    assert!(
+        job.describe().ends_with("(bf16, 8-bit)"),
+        "{}",
+        job.describe()
+    );
+    let id = r.queue.push_work(Work::Convert(job), |_| {});
+    let evs = r.until_end(id);
+    let res = converted(&evs);
+    assert_eq!(res.bytes, levels[1].bytes, "predicted size");
+    assert!(
+        res.selected && res.info.problems.is_empty(),
+        "{:?}",
+        res.info.problems
+    );
+    let q = wan::quant::folder_quantization(&dst).unwrap();
+    assert_eq!(q.dit.map(|r| r.spec), Some(wan::quant::QuantSpec::Q8));
+    let ck = Checkpoint::open(&dst).unwrap();
+    let dit = dtypes(&ck.dits[0].weights);
+    assert!(dit.contains(&StDtype::U32) && dit.contains(&StDtype::BF16));
+    let mut m = ck.load_dit(Expert::Main).unwrap();
+    assert_eq!(m.quantization().unwrap(), Some(wan::quant::QuantSpec::Q8));
 }

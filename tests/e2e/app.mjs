@@ -5,9 +5,10 @@
 // Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
 // ≥1 live preview → the clip plays → finished clip in the Gallery → restart → the clip is
 // still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips →
-// Models: choose I2V_CKPT → drop I2V_IMAGE on the window → an i2v-A14B clip → 3 clips →
+// convert CKPT again at 8-bit (CONVERT_DST-q8) → generate on it → 3 clips →
+// Models: choose I2V_CKPT → drop I2V_IMAGE on the window → an i2v-A14B clip → 4 clips →
 // (issue 13) restart without ffmpeg: notice + job refused → ffmpeg back → download
-// ti2v_tiny from the mock Hub (cancel, resume) → generate on it → 4 clips →
+// ti2v_tiny from the mock Hub (cancel, resume) → generate on it → 5 clips →
 // [i15 block] restart → Ctrl+Enter queues 2 variations → continue the second from its last
 // frame (a linked clip) → gallery search → the minimum window size → dark appearance →
 // restart with 500 clips in the gallery (render/search timings, lazy posters).
@@ -299,6 +300,57 @@ try {
   await s.click("#tab-gallery");
   await s.until("both clips in the gallery", "return document.querySelectorAll('.clip-card').length === 2", 30000);
 
+  // --- issue 12: "Convert to MLX" at 8-bit (predicted size + measured drift shown), then
+  // generate from the quantized folder. ---
+  await s.click("#tab-models");
+  await s.type("#ckpt-path", CKPT);
+  await s.click("#ckpt-use");
+  await s.until("the official folder back in use", "return !document.querySelector('#convert').disabled");
+  const q8Option = await s.until(
+    "the 8-bit size estimate",
+    "const o = document.querySelector('#convert-quant option[value=q8]'); return o && /^8-bit — [0-9.]+ [KMG]?B$/.test(o.textContent) && o.textContent",
+    30000,
+  );
+  await s.set("#convert-quant", "q8");
+  const estimate = await s.js("return document.querySelector('#convert-estimate').textContent");
+  log("8-bit level:", q8Option, "|", estimate);
+  if (!/% of bf16\) · measured drift: /.test(estimate)) throw new Error(`no size/drift for 8-bit: ${estimate}`);
+  const q8Dst = `${CONVERT_DST}-q8`;
+  await s.type("#convert-dst", q8Dst);
+  await s.click("#convert");
+  const q8Converted = await s.until(
+    "the 8-bit conversion to end",
+    "const t = document.querySelector('#convert-text').textContent; return /^(Converted|Conversion failed|Cancelled)/.test(t) && t",
+    120000,
+  );
+  log("convert 8-bit:", q8Converted);
+  if (!q8Converted.startsWith("Converted")) throw new Error(`8-bit conversion did not finish: ${q8Converted}`);
+  const q8InUse = await s.js("return document.querySelector('#ckpt-path').value");
+  if (q8InUse !== q8Dst) throw new Error(`8-bit folder not in use: ${q8InUse}`);
+  const q8Config = JSON.parse(readFileSync(join(q8Dst, "config.json"), "utf8"));
+  if (q8Config.quantization?.bits !== 8) throw new Error(`not an 8-bit folder: ${JSON.stringify(q8Config)}`);
+  results.convert_q8 = { option: q8Option, estimate, converted: q8Converted };
+  await s.shot("09-models-converted-q8");
+  await s.click("#tab-generate");
+  // Its own prompt, so the gallery searches of the i15 block count what they did.
+  await s.type("#prompt", "Waves roll onto a pebble shore under a grey sky.");
+  await s.set("#size", "custom");
+  await s.set("#width", 96);
+  await s.set("#height", 64);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  await s.click("#generate");
+  const statusQ8 = await s.until(
+    "the job on the 8-bit folder to end",
+    "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+    300000,
+  );
+  log("job on the 8-bit folder:", statusQ8);
+  if (!statusQ8.startsWith("Done")) throw new Error(`generation on the 8-bit folder failed: ${statusQ8}`);
+  await s.click("#tab-gallery");
+  await s.until("three clips in the gallery", "return document.querySelectorAll('.clip-card').length === 3", 30000);
+  // --- end issue 12 ---
+
   // ---- i2v-A14B image→video by drag-and-drop (issue 14) -------------------------------
   // A file dropped on the window reaches the page as Tauri's `tauri://drag-drop` event: for a
   // native drop the Rust side evaluates
@@ -355,7 +407,7 @@ try {
   log("i2v-A14B player", results.i2v_video);
   await s.shot("10-i2v-done");
   await s.click("#tab-gallery");
-  await s.until("three clips in the gallery", "return document.querySelectorAll('.clip-card').length === 3", 30000);
+  await s.until("four clips in the gallery", "return document.querySelectorAll('.clip-card').length === 4", 30000);
   // ---- end of the i2v-A14B block --------------------------------------------------------
 } finally {
   await s.end().catch(() => undefined);
@@ -470,7 +522,7 @@ try {
     log("job on the downloaded folder:", status3);
     if (!status3.startsWith("Done")) throw new Error(`generation on the downloaded folder failed: ${status3}`);
     await s.click("#tab-gallery");
-    await s.until("four clips in the gallery", "return document.querySelectorAll('.clip-card').length === 4", 30000);
+    await s.until("five clips in the gallery", "return document.querySelectorAll('.clip-card').length === 5", 30000);
   } finally {
     await s.end().catch(() => undefined);
   }
@@ -479,7 +531,7 @@ try {
 
 // ---- i15 block (the app's look and features): shortcuts, variations, continue from the last
 // frame, gallery search, the minimum window size, dark appearance, then 500 clips. Starts
-// with the 4 clips above and the downloaded ti2v_tiny folder in use.
+// with the 5 clips above and the downloaded ti2v_tiny folder in use.
 log("restarting for the i15 block");
 s = await Session.start();
 try {
@@ -510,7 +562,7 @@ try {
   await s.shot("12-generate-variations");
   const promptAfter = await s.js("return document.querySelector('#prompt').value");
   if (promptAfter !== VAR_PROMPT) throw new Error(`Ctrl+Enter changed the prompt: ${JSON.stringify(promptAfter)}`);
-  await s.until("both variations in the gallery", cards(6), 300000);
+  await s.until("both variations in the gallery", cards(7), 300000);
   const vars = records().filter((r) => r.params.prompt === VAR_PROMPT).sort((a, b) => a.params.seed - b.params.seed);
   if (vars.map((r) => r.params.seed).join() !== "100,101") throw new Error(`variation seeds: ${vars.map((r) => r.params.seed)}`);
   log("variations", vars.map((r) => `${r.id} seed ${r.params.seed}`).join(", "));
@@ -533,7 +585,7 @@ try {
   await s.type("#prompt", CONT_PROMPT);
   await s.set("#variations", 1);
   await s.click("#generate");
-  await s.until("the continuation in the gallery", cards(7), 300000);
+  await s.until("the continuation in the gallery", cards(8), 300000);
   const child = records().find((r) => r.params.prompt === CONT_PROMPT);
   if (!child || child.parent !== parent.id || !child.params.image?.endsWith(`${parent.id}/last.png`))
     throw new Error(`the continuation is not linked to its parent: ${JSON.stringify(child)}`);
@@ -600,7 +652,7 @@ try {
 } finally {
   await s.end().catch(() => undefined);
 }
-// The gallery at scale: 493 more clips beside the 7 real ones (copies of a real one, distinct
+// The gallery at scale: 492 more clips beside the 8 real ones (copies of a real one, distinct
 // prompts, seeds and dates) → restart → 500 cards, posters loaded lazily, search and sort
 // stay fast.
 {
@@ -608,7 +660,7 @@ try {
   const src = readdirSync(g).find((d) => /^\d+-\d+$/.test(d));
   const base = JSON.parse(readFileSync(join(g, src, "record.json"), "utf8"));
   const words = ["fox", "boat", "lantern", "forest", "city", "river", "snow", "desert", "ocean", "garden"];
-  for (let k = 0; k < 493; k++) {
+  for (let k = 0; k < 492; k++) {
     const id = `${1600000000000 + k * 60000}-${k}`;
     mkdirSync(join(g, id));
     copyFileSync(join(g, src, "clip.mp4"), join(g, id, "clip.mp4"));

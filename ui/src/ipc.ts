@@ -115,6 +115,16 @@ export type JobEvent =
 /** Float dtype of a converted checkpoint. */
 export type ConvertDtype = "bf16" | "f16" | "f32";
 
+/** 8- or 4-bit DiT weights in a converted checkpoint (null: dense in the dtype). */
+export type ConvertQuant = "q8" | "q4";
+
+/** One "Convert to MLX" level with its predicted size and measured drift (`jobs::convert::ConvertLevel`). */
+export interface ConvertLevel {
+  quantize: ConvertQuant | null;
+  bytes: number;
+  drift: string | null;
+}
+
 /** What a finished conversion reports (`jobs::convert::Converted`). */
 export interface Converted {
   info: CheckpointInfo;
@@ -254,11 +264,15 @@ export const ipc = {
     dtype: ConvertDtype,
     select: boolean,
     onEvent: (e: JobEvent) => void,
+    quantize: ConvertQuant | null = null,
   ) => {
     const ch = new Channel<JobEvent>();
     ch.onmessage = onEvent;
-    return call<number>("convert_checkpoint", { src, dst, dtype, select, onEvent: ch });
+    return call<number>("convert_checkpoint", { src, dst, dtype, select, quantize, onEvent: ch });
   },
+  /** Predicted size (and measured drift) of each convert level of `src` in `dtype`. */
+  convertEstimate: (src: string, dtype: ConvertDtype) =>
+    call<ConvertLevel[]>("convert_estimate", { src, dtype }),
   onQueueChanged: (f: (s: QueueSnapshot) => void): Promise<UnlistenFn> =>
     listen<QueueSnapshot>("queue-changed", (e) => f(e.payload)),
   onGalleryChanged: (f: () => void): Promise<UnlistenFn> => listen("gallery-changed", () => f()),

@@ -47,6 +47,14 @@ beforeEach(() => {
         channel = a.onEvent as Channel<JobEvent>;
         return 11;
       case "cancel_job": return null;
+      case "convert_estimate": {
+        const per = a.dtype === "f32" ? 4 : 2;
+        return [
+          { quantize: null, bytes: 1000 * 2 ** 20 * per, drift: null },
+          { quantize: "q8", bytes: 530 * 2 ** 20 * 2, drift: "DiT RMS 0.1 %" },
+          { quantize: "q4", bytes: 300 * 2 ** 20 * 2, drift: "DiT RMS 1.5 %" },
+        ];
+      }
     }
     return null;
   });
@@ -77,9 +85,44 @@ describe("ModelsView conversion", () => {
     expect(await v.convert()).toBe(11);
     const sent = calls.find((c) => c.cmd === "convert_checkpoint")!.args;
     expect({ ...sent, onEvent: undefined }).toEqual({
-      src: "/ckpt/Wan2.2-TI2V-5B", dst: "/fast/ti2v-f32", dtype: "f32", select: false, onEvent: undefined,
+      src: "/ckpt/Wan2.2-TI2V-5B", dst: "/fast/ti2v-f32", dtype: "f32", select: false, quantize: null, onEvent: undefined,
     });
     expect(defaultDestination("/a/b/")).toBe("/a/b-mlx");
+  });
+
+  it("offers 8-bit and 4-bit with their predicted size and drift and sends the level", async () => {
+    const v = await view();
+    await new Promise((r) => setTimeout(r, 0));
+    const sel = $<HTMLSelectElement>("convert-quant");
+    expect(Array.from(sel.options).map((o) => o.textContent)).toEqual([
+      "bf16 (no quantization) — 2.0 GB",
+      "8-bit — 1.0 GB",
+      "4-bit — 600.0 MB",
+    ]);
+    expect($("convert-estimate").textContent).toBe("New folder ≈ 2.0 GB");
+    sel.value = "q8";
+    sel.dispatchEvent(new Event("change"));
+    expect($("convert-estimate").textContent).toBe("New folder ≈ 1.0 GB (53% of bf16) · measured drift: DiT RMS 0.1 %");
+    // another dtype asks again
+    $<HTMLSelectElement>("convert-dtype").value = "f32";
+    $<HTMLSelectElement>("convert-dtype").dispatchEvent(new Event("change"));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(calls.filter((c) => c.cmd === "convert_estimate").map((c) => c.args.dtype)).toEqual(["bf16", "f32"]);
+    expect(sel.options[0].textContent).toBe("f32 (no quantization) — 3.9 GB");
+    expect(await v.convert()).toBe(11);
+    const sent = calls.find((c) => c.cmd === "convert_checkpoint")!.args;
+    expect(sent.quantize).toBe("q8");
+    expect(sent.dtype).toBe("f32");
+    expect(sel.disabled).toBe(true);
+  });
+
+  it("asks no estimate for a converted folder", async () => {
+    selected = converted.path;
+    await view();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(calls.some((c) => c.cmd === "convert_estimate")).toBe(false);
+    expect($("convert-estimate").textContent).toBe("");
+    expect($<HTMLSelectElement>("convert-quant").disabled).toBe(true);
   });
 
   it("shows progress with ETA, cancels, and can convert again", async () => {

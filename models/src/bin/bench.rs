@@ -8,7 +8,8 @@ use mlx_rs::Dtype;
 use serde_json::json;
 use wan::checkpoint::Expert;
 use wan::config::{Task, parse_size};
-use wan::dit::WanConfig;
+use wan::dit::{DitLoad, WanConfig};
+use wan::quant::{QuantSpec, Recipe};
 
 #[derive(Parser, Debug)]
 #[command(version, about, rename_all = "snake_case")]
@@ -59,6 +60,18 @@ struct Args {
     /// it, random weights.
     #[arg(long)]
     ckpt_dir: Option<std::path::PathBuf>,
+    /// Quantize the DiT's block Linears at load: q8 or q4 (default recipe).
+    #[arg(long)]
+    quantize: Option<String>,
+    /// Weights per scale/bias pair with --quantize: 32, 64 (default) or 128.
+    #[arg(long, requires = "quantize")]
+    group_size: Option<i32>,
+    /// `default` (measured mixed precision) or `all` (every block Linear).
+    #[arg(long, requires = "quantize", default_value = "default")]
+    recipe: String,
+    /// Only build the model and report its resident bytes (no steps).
+    #[arg(long)]
+    load_only: bool,
 }
 
 fn main() -> Result<()> {
@@ -90,6 +103,23 @@ fn main() -> Result<()> {
     };
     let [_, sh, sw] = cfg.vae_stride;
     let latent = [cfg.z_dim, f_lat, h / sh, w / sw];
+    let quantize = match &a.quantize {
+        Some(level) => {
+            let spec = QuantSpec::parse(level, a.group_size)?;
+            Some(match a.recipe.as_str() {
+                "default" => Recipe::recommended(spec),
+                "all" => Recipe::all(spec),
+                r => bail!(wan::Error::Input(format!(
+                    "--recipe must be default or all, got `{r}`"
+                ))),
+            })
+        }
+        None => None,
+    };
+    let load = DitLoad {
+        dtype,
+        quantize: quantize.clone(),
+    };
     let mut flops_cfg = arch.clone();
     if let Some(l) = a.layers {
         flops_cfg.num_layers = l;
@@ -127,27 +157,50 @@ fn main() -> Result<()> {
         },
     };
 
+    mlx_rs::memory::clear_cache()?;
+    let before = wan::bench::memory().1;
     mlx_rs::memory::reset_peak_memory()?;
     let t0 = std::time::Instant::now();
     let ck = match &a.ckpt_dir {
         Some(d) => Some(wan::pipeline::check_folder(d, task)?),
         None => None,
     };
-    let model = match &ck {
+    let mut model = match &ck {
         Some(ck) => {
             let expert = if cfg.boundary.is_some() {
                 Expert::HighNoise
             } else {
                 Expert::Main
             };
-            let mut m = ck.load_dit(expert)?;
-            m.set_compute_dtype(dtype)?;
-            m
+            ck.load_dit_with(expert, &load)?
         }
-        None => wan::bench::random_dit(arch, a.layers, dtype)?,
+        None => wan::bench::random_dit_with(arch, a.layers, &load)?,
     };
     let build_s = t0.elapsed().as_secs_f64();
-    let (_, weights_bytes) = wan::bench::memory();
+    let (load_peak, after) = wan::bench::memory();
+    let weights_bytes = after.saturating_sub(before);
+    let quantization = model.quantization()?;
+    if a.load_only {
+        let c = &model.config;
+        let out = json!({
+            "task": task.name(),
+            "dtype": a.dtype,
+            "quantize": quantize.as_ref().map(|r| r.describe()),
+            "quantized_linears": quantization.map(|s| s.name()),
+            "layers": c.num_layers,
+            "params": model.num_params(),
+            "weights": if ck.is_some() { "checkpoint" } else { "random" },
+            "build_s": build_s,
+            "memory": {
+                "weights_bytes": weights_bytes,
+                "parameter_bytes": model.weights_bytes(),
+                "peak_bytes_during_load": load_peak.saturating_sub(before),
+            },
+            "device": if cfg!(target_os = "macos") { "metal" } else { "cpu" },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     mlx_rs::memory::reset_peak_memory()?;
     let timing = wan::bench::time_dit_steps(
         &model,
@@ -179,6 +232,8 @@ fn main() -> Result<()> {
         "frame_num": a.frame_num,
         "latent": latent,
         "dtype": a.dtype,
+        "quantize": quantize.as_ref().map(|r| r.describe()),
+        "quantized_linears": quantization.map(|s| s.name()),
         "layers": c.num_layers,
         "full_layers": match task { Task::Ti2v5B => 30, _ => 40 },
         "dim": c.dim,
@@ -191,6 +246,7 @@ fn main() -> Result<()> {
         "step_cache": cache,
         "memory": {
             "weights_bytes": weights_bytes,
+            "peak_bytes_during_load": load_peak.saturating_sub(before),
             "peak_bytes_during_steps": peak,
             "active_bytes_after": active,
         },

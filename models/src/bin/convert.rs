@@ -1,5 +1,7 @@
-//! `convert SRC DST [--dtype bf16|f16|f32] [--shard-size 5G]`: an official Wan2.2 folder
-//! (or a converted one) → a new MLX folder (see `wan::checkpoint::convert`).
+//! `convert SRC DST [--dtype bf16|f16|f32] [--shard-size 5G] [--quantize q8|q4
+//! [--group-size 32|64|128] [--recipe default|all] [--keep-dense PATTERN]...]
+//! [--quantize-t5 q8|q4]`: an official Wan2.2 folder (or a dense converted one) → a new MLX
+//! folder (see `wan::checkpoint::convert`), optionally with 8/4-bit DiT / umT5 Linears.
 //! Exit code: 0 done, 1 refused or failed (nothing left at DST).
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mlx_rs::Dtype;
 use wan::checkpoint::convert::{ConvertOptions, DEFAULT_SHARD_BYTES, convert};
+use wan::quant::{QuantSpec, Recipe};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DtypeArg {
@@ -30,6 +33,22 @@ struct Args {
     /// Shard the DiT above this size: bytes, or with a K/M/G suffix.
     #[arg(long, value_parser = parse_size)]
     shard_size: Option<u64>,
+    /// Store the DiT's block Linears as 8- or 4-bit affine triples (MLX `quantize`).
+    #[arg(long)]
+    quantize: Option<String>,
+    /// Weights per scale/bias pair: 32, 64 (default) or 128.
+    #[arg(long, requires = "quantize")]
+    group_size: Option<i32>,
+    /// `default`: the measured mixed-precision recipe (README); `all`: every block Linear.
+    #[arg(long, requires = "quantize", default_value = "default")]
+    recipe: String,
+    /// Also keep these DiT keys dense (prefix; `*` matches one segment, e.g.
+    /// `blocks.*.cross_attn.`). Repeatable.
+    #[arg(long, requires = "quantize")]
+    keep_dense: Vec<String>,
+    /// Store umT5's Linears as 8- or 4-bit triples too.
+    #[arg(long)]
+    quantize_t5: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -48,8 +67,42 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is not a positive size"))
 }
 
+/// The DiT recipe of the flags (`None` without `--quantize`).
+fn recipe(args: &Args) -> wan::Result<Option<Recipe>> {
+    let Some(level) = &args.quantize else {
+        return Ok(None);
+    };
+    let spec = QuantSpec::parse(level, args.group_size)?;
+    let mut r = match args.recipe.as_str() {
+        "default" => Recipe::recommended(spec),
+        "all" => Recipe::all(spec),
+        other => {
+            return Err(wan::Error::Input(format!(
+                "--recipe must be `default` or `all`, got `{other}`"
+            )));
+        }
+    };
+    r.keep_dense.extend(args.keep_dense.iter().cloned());
+    Ok(Some(r))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    let quant = recipe(&args).and_then(|r| {
+        let t5 = args
+            .quantize_t5
+            .as_deref()
+            .map(|l| QuantSpec::parse(l, args.group_size))
+            .transpose()?;
+        Ok((r, t5))
+    });
+    let (quantize, quantize_t5) = match quant {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("error[{}]: {e}", e.code());
+            return ExitCode::from(1);
+        }
+    };
     let opts = ConvertOptions {
         dtype: match args.dtype {
             DtypeArg::Bf16 => Dtype::Bfloat16,
@@ -58,6 +111,8 @@ fn main() -> ExitCode {
         },
         shard_bytes: args.shard_size.unwrap_or(DEFAULT_SHARD_BYTES),
         cancel: None,
+        quantize,
+        quantize_t5,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -75,6 +130,9 @@ fn main() -> ExitCode {
         Ok(s) => {
             for f in &s.files {
                 println!("wrote {}", f.display());
+            }
+            if let Some(r) = &opts.quantize {
+                println!("DiT block Linears quantized: {}", r.describe());
             }
             println!(
                 "converted {} tensors, {:.1} MB in {:.1}s (peak MLX memory {:.1} MB)",

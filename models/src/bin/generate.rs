@@ -102,6 +102,13 @@ struct Args {
     /// Accept any size that is a multiple of the model's stride (tiny test checkpoints).
     #[arg(long)]
     any_size: bool,
+    /// Quantize the DiT's block Linears to 8 or 4 bits while loading a dense folder (q8 or
+    /// q4; the default recipe). A folder converted with `--quantize` is used as stored.
+    #[arg(long)]
+    quantize: Option<String>,
+    /// Weights per scale/bias pair with --quantize: 32, 64 (default) or 128.
+    #[arg(long, requires = "quantize")]
+    group_size: Option<i32>,
 }
 
 /// Every check that needs no model: the parameters of the clip.
@@ -298,7 +305,14 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
             "--dtype must be f32 or bf16, got `{d}`"
         ))),
     };
+    let quantize = args
+        .quantize
+        .as_deref()
+        .map(|l| wan::quant::QuantSpec::parse(l, args.group_size))
+        .transpose()?
+        .map(wan::quant::Recipe::recommended);
     wan::pipeline::check_folder(&args.ckpt_dir, params.task)?;
+    let stored = wan::quant::folder_quantization(&args.ckpt_dir)?;
     let noise = args.noise.as_deref().map(load_noise).transpose()?;
     let save = args.save_file.clone().unwrap_or_else(|| auto_name(&params));
     if let Some(dir) = save.parent().filter(|d| !d.as_os_str().is_empty())
@@ -323,7 +337,7 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
             one_expert_at_a_time: args.low_memory,
             lora: params.lora.clone(),
             preview_cache: None,
-            quantize: None,
+            quantize: quantize.clone(),
         },
     )?;
     let load_s = t_load.elapsed().as_secs_f64();
@@ -401,6 +415,8 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         "seed": params.seed,
         "dtype": args.dtype,
         "low_memory": args.low_memory,
+        "quantize": quantize.as_ref().map(|r| r.describe()),
+        "stored_quantization": stored,
         "lora": params.lora,
         "lora_scale": params.lora.as_ref().map(|l| l.scale),
         "step_cache": {

@@ -49,7 +49,13 @@ fn print_text(r: &Inspection, brief: bool) {
         println!("folder {}: {f}", r.path.display());
     }
     for f in &r.files {
-        println!("== {} [{} · layout {}]", f.path.display(), f.kind, f.layout);
+        println!(
+            "== {} [{} · layout {} · {}]",
+            f.path.display(),
+            f.kind,
+            f.layout,
+            f.precision
+        );
         println!("  config: {}", f.config);
         for g in &f.groups {
             println!(

@@ -9,6 +9,11 @@
 //! header so loaders never guess. Streaming: one tensor in memory at a time. Atomic: all is
 //! written into a hidden temp folder beside the destination and renamed at the end, so an
 //! interrupted run leaves nothing that looks like a checkpoint.
+//!
+//! `quantize` (`--quantize q8|q4`) stores the DiT's block Linears as MLX affine triples
+//! (packed `u32` weight, scales, biases in the output dtype), each quantized as it is
+//! read; `quantize_t5` does the same for umT5's Linears. The setting is recorded as
+//! `quantization` in those files' headers and in the DiT `config.json` (`quant::meta`).
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -20,11 +25,14 @@ use super::folder::{
     Checkpoint, Expert, MLX_DIT_INDEX, MLX_DIT_SINGLE, MLX_T5, MLX_VAE, TOKENIZER_DIR,
 };
 use super::index::FORMAT;
+use super::index::read_small;
 use super::infer::{T5Dims, VaeDims};
 use super::safetensors::{StDtype, with_bytes};
 use super::{Layout, TensorSource, mlx_shape, to_mlx_layout};
 use crate::error::{Error, Result};
 use crate::pipeline::api::CancelToken;
+use crate::quant::meta::{META_KEY, QuantMeta};
+use crate::quant::{QuantSpec, QuantizedSource, Recipe, T5Recipe, folder_quantization};
 
 pub const FORMAT_VERSION: &str = "1";
 /// Default shard size (bytes): the 5B DiT in bf16 (~10 GB) becomes two shards.
@@ -39,6 +47,10 @@ pub struct ConvertOptions {
     /// Checked before every tensor: a cancelled convert removes its temp folder and
     /// returns `Error::Cancelled`.
     pub cancel: Option<CancelToken>,
+    /// Store the DiT's block Linears quantized with this recipe.
+    pub quantize: Option<Recipe>,
+    /// Store umT5's Linears quantized with this setting.
+    pub quantize_t5: Option<QuantSpec>,
 }
 
 impl Default for ConvertOptions {
@@ -47,6 +59,8 @@ impl Default for ConvertOptions {
             dtype: Dtype::Bfloat16,
             shard_bytes: DEFAULT_SHARD_BYTES,
             cancel: None,
+            quantize: None,
+            quantize_t5: None,
         }
     }
 }
@@ -199,15 +213,44 @@ fn source_note(path: &Path) -> String {
     format!("{name} ({size} bytes)")
 }
 
-fn metadata(component: &str, source: &Path, dtype: StDtype) -> BTreeMap<String, String> {
-    BTreeMap::from([
+fn metadata(
+    component: &str,
+    source: &Path,
+    dtype: StDtype,
+    quant: Option<&QuantMeta>,
+) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::from([
         ("format".into(), FORMAT.into()),
         ("format_version".into(), FORMAT_VERSION.into()),
         ("layout".into(), "mlx".into()),
         ("component".into(), component.into()),
         ("source".into(), source_note(source)),
         ("dtype".into(), dtype.name().into()),
-    ])
+    ]);
+    if let Some(q) = quant {
+        m.insert(META_KEY.into(), q.to_json());
+    }
+    m
+}
+
+/// The official DiT `config.json` text with the quantization added (or as is).
+fn dit_config_text(from: &Path, quant: Option<&QuantMeta>) -> Result<String> {
+    let text = read_small(from, 1 << 20)?;
+    let Some(q) = quant else {
+        return Ok(text);
+    };
+    let mut v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: invalid JSON: {e}", from.display())))?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| Error::Config(format!("{}: not a JSON object", from.display())))?;
+    obj.insert(
+        META_KEY.into(),
+        serde_json::to_value(q).map_err(|e| Error::External(e.to_string()))?,
+    );
+    let mut out = serde_json::to_string_pretty(&v).map_err(|e| Error::External(e.to_string()))?;
+    out.push('\n');
+    Ok(out)
 }
 
 /// Copy regular files of a folder tree (the tokenizer), refusing links.
@@ -234,30 +277,52 @@ struct Job {
     meta: BTreeMap<String, String>,
 }
 
-/// Convert the checkpoint folder `src` into a new MLX folder `dst` (which must not exist).
-/// Everything is validated (configs, every DiT key and shape, T5 / VAE dims) before the
-/// first byte is written.
-pub fn convert(
-    src: &Path,
-    dst: &Path,
-    opts: &ConvertOptions,
-    progress: Progress,
-) -> Result<ConvertSummary> {
+/// Everything `convert` will write, validated and planned (nothing written yet).
+struct Planned {
+    ck: Checkpoint,
+    sources: Vec<(Box<dyn TensorSource>, PathBuf)>,
+    jobs: Vec<Job>,
+    /// (official DiT config.json, its text in the output, relative destination).
+    configs: Vec<(PathBuf, String, PathBuf)>,
+}
+
+impl Planned {
+    fn total_bytes(&self) -> u64 {
+        self.jobs
+            .iter()
+            .flat_map(|j| &j.plan)
+            .map(Plan::nbytes)
+            .sum()
+    }
+}
+
+/// Validate `src` and plan every output tensor for `opts` (headers only, nothing written):
+/// every DiT key and shape, T5 / VAE dims, and each tensor a quantization targets.
+fn plan_folder(src: &Path, opts: &ConvertOptions) -> Result<Planned> {
     let out = StDtype::from_mlx(opts.dtype)
         .filter(|d| is_float(*d))
         .ok_or_else(|| Error::Input(format!("dtype {:?} is not a float type", opts.dtype)))?;
-    if dst.exists() {
-        return Err(Error::Input(format!(
-            "{} already exists; choose a new folder",
-            dst.display()
-        )));
+    if let Some(r) = &opts.quantize {
+        r.spec.validate()?;
+    }
+    if let Some(s) = &opts.quantize_t5 {
+        s.validate()?;
     }
     let ck = Checkpoint::open(src)?;
+    let already = folder_quantization(src)?;
+    if already.dit.is_some() || already.t5.is_some() {
+        return Err(Error::Input(format!(
+            "{} is already quantized ({}); convert its official folder instead",
+            src.display(),
+            already.label()
+        )));
+    }
+    let dit_meta = opts.quantize.as_ref().map(QuantMeta::of_recipe);
+    let t5_meta = opts.quantize_t5.map(QuantMeta::of_spec);
 
-    // Validate and plan everything first.
     let mut sources: Vec<(Box<dyn TensorSource>, PathBuf)> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut configs: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut configs = Vec::new();
     for d in &ck.dits {
         ck.dit_config(d.expert)?;
         let shards = ck.dit_source(d.expert)?;
@@ -266,10 +331,14 @@ pub fn convert(
             Expert::Main => "dit".to_string(),
             e => format!("dit.{}", e.dir_name().unwrap_or_default()),
         };
-        let plan = plan(&shards, out)?;
+        let src: Box<dyn TensorSource> = match &opts.quantize {
+            Some(r) => Box::new(QuantizedSource::new(shards, r, opts.dtype)?),
+            None => Box::new(shards),
+        };
+        let plan = plan(src.as_ref(), out)?;
         let groups = split_shards(plan, opts.shard_bytes.max(1));
         let n = groups.len();
-        sources.push((Box::new(shards), d.weights.clone()));
+        sources.push((src, d.weights.clone()));
         for (i, group) in groups.into_iter().enumerate() {
             let name = if n == 1 {
                 MLX_DIT_SINGLE.to_string()
@@ -280,28 +349,35 @@ pub fn convert(
                 rel: dir.join(name),
                 source: sources.len() - 1,
                 plan: group,
-                meta: metadata(&component, &d.weights, out),
+                meta: metadata(&component, &d.weights, out, dit_meta.as_ref()),
             });
         }
-        configs.push((d.config.clone(), dir.join("config.json")));
+        let text = dit_config_text(&d.config, dit_meta.as_ref())?;
+        configs.push((d.config.clone(), text, dir.join("config.json")));
     }
     if let Some(t5) = &ck.t5 {
         let s = ck.t5_source()?;
         T5Dims::infer(s.as_ref())?;
+        let s: Box<dyn TensorSource> = match opts.quantize_t5 {
+            Some(spec) => Box::new(QuantizedSource::new(s, &T5Recipe(spec), opts.dtype)?),
+            None => s,
+        };
         let plan = plan(s.as_ref(), out)?;
         sources.push((s, t5.clone()));
         jobs.push(Job {
             rel: MLX_T5.into(),
             source: sources.len() - 1,
             plan,
-            meta: metadata("t5", t5, out),
+            meta: metadata("t5", t5, out, t5_meta.as_ref()),
         });
+    } else if opts.quantize_t5.is_some() {
+        return Err(Error::Missing(ck.root.join(super::folder::OFFICIAL_T5)));
     }
     if let Some(vae) = &ck.vae {
         let s = ck.vae_source()?;
         let dims = VaeDims::infer(s.as_ref())?;
         let plan = plan(s.as_ref(), out)?;
-        let mut meta = metadata("vae", vae, out);
+        let mut meta = metadata("vae", vae, out, None);
         meta.insert("vae_kind".into(), format!("{:?}", dims.kind));
         sources.push((s, vae.clone()));
         jobs.push(Job {
@@ -311,7 +387,96 @@ pub fn convert(
             meta,
         });
     }
-    let total: u64 = jobs.iter().flat_map(|j| &j.plan).map(Plan::nbytes).sum();
+    Ok(Planned {
+        ck,
+        sources,
+        jobs,
+        configs,
+    })
+}
+
+/// Bytes of weights `convert` would write for `opts` (exact: the same plan, nothing
+/// written; headers only). What the Models view shows as the predicted size.
+pub fn predict_bytes(src: &Path, opts: &ConvertOptions) -> Result<u64> {
+    Ok(plan_folder(src, opts)?.total_bytes())
+}
+
+/// Which tensors of a source an estimate counts quantized, and with what.
+type QuantOf<'a> = &'a dyn Fn(&str, &[i32]) -> Option<QuantSpec>;
+
+/// Output bytes of every tensor of `src` in `out` (MLX layout; integer tensors as stored),
+/// quantized where `quant` says.
+fn source_bytes(src: &dyn TensorSource, out: StDtype, quant: Option<QuantOf>) -> u64 {
+    src.tensor_names()
+        .iter()
+        .map(|name| {
+            let shape = src.tensor_shape(name).unwrap_or_default();
+            let shape = match src.layout() {
+                Layout::PyTorch => mlx_shape(name, &shape),
+                Layout::Mlx => shape,
+            };
+            let stored = src.tensor_dtype(name).unwrap_or(out);
+            let size = if is_float(stored) { out } else { stored }.size();
+            match quant.and_then(|q| q(name, &shape)) {
+                Some(q) => q.weight_bytes(shape[0] as i64, shape[1] as i64, out.to_mlx()),
+                None => shape.iter().map(|&d| d as u64).product::<u64>() * size,
+            }
+        })
+        .sum()
+}
+
+/// The same number as [`predict_bytes`] from tensor headers alone (no validation beyond
+/// opening the files, no MLX arrays: safe on any thread, e.g. a UI command). Tensors a
+/// recipe targets but cannot pack count as dense here (`convert` would refuse them).
+pub fn estimate_bytes(src: &Path, opts: &ConvertOptions) -> Result<u64> {
+    let out = StDtype::from_mlx(opts.dtype)
+        .filter(|d| is_float(*d))
+        .ok_or_else(|| Error::Input(format!("dtype {:?} is not a float type", opts.dtype)))?;
+    let ck = Checkpoint::open(src)?;
+    let dit = |k: &str, s: &[i32]| {
+        let r = opts.quantize.as_ref()?;
+        r.quantizes(k, s).then_some(r.spec)
+    };
+    let t5 = |k: &str, s: &[i32]| {
+        let spec = opts.quantize_t5?;
+        (T5Recipe::targets(k) && spec.fits(s)).then_some(spec)
+    };
+    let mut total = 0;
+    for d in &ck.dits {
+        total += source_bytes(&ck.dit_source(d.expert)?, out, Some(&dit));
+    }
+    if ck.t5.is_some() {
+        total += source_bytes(ck.t5_source()?.as_ref(), out, Some(&t5));
+    }
+    if ck.vae.is_some() {
+        total += source_bytes(ck.vae_source()?.as_ref(), out, None);
+    }
+    Ok(total)
+}
+
+/// Convert the checkpoint folder `src` into a new MLX folder `dst` (which must not exist).
+/// Everything is validated (configs, every DiT key and shape, T5 / VAE dims, every tensor
+/// a quantization targets) before the first byte is written.
+pub fn convert(
+    src: &Path,
+    dst: &Path,
+    opts: &ConvertOptions,
+    progress: Progress,
+) -> Result<ConvertSummary> {
+    if dst.exists() {
+        return Err(Error::Input(format!(
+            "{} already exists; choose a new folder",
+            dst.display()
+        )));
+    }
+    let planned = plan_folder(src, opts)?;
+    let total = planned.total_bytes();
+    let Planned {
+        ck,
+        sources,
+        jobs,
+        configs,
+    } = planned;
 
     // Write into a hidden temp folder beside the destination, rename at the end.
     let parent = dst
@@ -370,9 +535,9 @@ pub fn convert(
             std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
             summary.files.push(dst.join(dir).join(MLX_DIT_INDEX));
         }
-        for (from, rel) in &configs {
+        for (_, text, rel) in &configs {
             let to = tmp.join(rel);
-            std::fs::copy(from, &to).map_err(|e| Error::io(&to, e))?;
+            std::fs::write(&to, text).map_err(|e| Error::io(&to, e))?;
         }
         let conf = ck.root.join("configuration.json");
         if conf.is_file() {

@@ -13,7 +13,7 @@ use super::infer::{T5Dims, VaeDims};
 use super::pth::PthFile;
 use super::{TensorSource, check_tensors};
 use crate::config::Task;
-use crate::dit::{ModelType, WanConfig, WanModel};
+use crate::dit::{DitLoad, ModelType, WanConfig, WanModel};
 use crate::error::{Error, Result};
 use crate::vae::{VaeConfig, WanVae};
 
@@ -220,14 +220,24 @@ impl Checkpoint {
         let src = self.dit_source(expert)?;
         cfg.text_dim = text_dim_of(&src)?;
         cfg.validate()?;
-        check_tensors(&src, &WanModel::new(cfg.clone())?.expected_params())?;
+        // Quantized folders: the skeleton has packed weights + scales + biases where the
+        // files store them (each triple checked).
+        let (skeleton, _) = WanModel::skeleton_for(cfg.clone(), &src, mlx_rs::Dtype::Float32)?;
+        check_tensors(&src, &skeleton.expected_params())?;
         Ok(cfg)
     }
 
-    /// Build and strictly load one DiT (float32 weights).
+    /// Build and strictly load one DiT (float32 weights; a quantized folder stays
+    /// quantized, with float32 scales).
     pub fn load_dit(&self, expert: Expert) -> Result<WanModel> {
+        self.load_dit_with(expert, &DitLoad::dense(mlx_rs::Dtype::Float32))
+    }
+
+    /// Build and strictly load one DiT in the dtypes / quantization of `opts`, tensor by
+    /// tensor (see [`WanModel::load_with`]).
+    pub fn load_dit_with(&self, expert: Expert, opts: &DitLoad) -> Result<WanModel> {
         let cfg = self.dit_config(expert)?;
-        WanModel::load(cfg, &self.dit_source(expert)?)
+        WanModel::load_with(cfg, &self.dit_source(expert)?, opts)
     }
 
     /// Guess the task from the folder shape and the DiT's `model_type`.

@@ -232,6 +232,9 @@ impl TensorSource for Shards {
             self.files[i].release(name);
         }
     }
+    fn file_metadata(&self) -> BTreeMap<String, String> {
+        self.files[0].metadata().clone()
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@ use serde_json::Value;
 
 use super::folder::{Checkpoint, read_dit_config, text_dim_of};
 use super::infer::{T5Dims, VaeDims, count_blocks};
+use super::safetensors::StDtype;
 use super::{Layout, TensorSource, open_source};
 use crate::error::Result;
+use crate::quant::meta::QuantMeta;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorRow {
@@ -66,6 +68,11 @@ pub struct FileReport {
     /// `dit`, `t5`, `vae` or `unknown`.
     pub kind: String,
     pub layout: String,
+    /// How the weights are stored, in one line: `bf16`, `f32 + bf16`, or
+    /// `q8 (group 64) × 300 Linears + bf16`.
+    pub precision: String,
+    /// `{bits, group_size, mode, keep_dense, linears}` when Linears are stored quantized.
+    pub quantization: Option<Value>,
     /// Inferred config of the detected kind (or the error that stopped inference).
     pub config: Value,
     pub groups: Vec<Group>,
@@ -147,14 +154,82 @@ fn dit_dims(src: &dyn TensorSource) -> Result<Value> {
     }))
 }
 
+/// Quantized Linears of a source: their weight keys and the declared setting (headers
+/// only). A packed `U32` weight with `.scales` beside it counts as quantized.
+fn quantized(src: &dyn TensorSource) -> (Vec<String>, Option<QuantMeta>) {
+    let names = src.tensor_names();
+    let mut linears: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            n.ends_with(".weight")
+                && src.tensor_dtype(n) == Some(StDtype::U32)
+                && src
+                    .tensor_shape(&format!("{}.scales", &n[..n.len() - ".weight".len()]))
+                    .is_some()
+        })
+        .cloned()
+        .collect();
+    linears.sort();
+    let declared = crate::quant::meta::declared(src, "header").ok().flatten();
+    (linears, declared)
+}
+
+/// One line for the storage precision of a file (see [`FileReport::precision`]).
+fn precision_line(
+    by_dtype: &BTreeMap<String, (u64, u64)>,
+    linears: usize,
+    q: Option<&QuantMeta>,
+) -> String {
+    let name = |d: &str| match d {
+        "BF16" => "bf16".to_string(),
+        "F16" => "f16".into(),
+        "F32" => "f32".into(),
+        "F64" => "f64".into(),
+        other => other.to_ascii_lowercase(),
+    };
+    // Dense float dtypes, largest share first (packed U32 / integer buffers aside).
+    let mut dense: Vec<(&String, u64)> = by_dtype
+        .iter()
+        .filter(|(d, _)| matches!(d.as_str(), "BF16" | "F16" | "F32" | "F64"))
+        .map(|(d, (_, b))| (d, *b))
+        .collect();
+    dense.sort_by_key(|d| std::cmp::Reverse(d.1));
+    let dense: Vec<String> = dense.iter().map(|(d, _)| name(d)).collect();
+    let dense = if dense.is_empty() {
+        "no float tensors".to_string()
+    } else {
+        dense.join(" + ")
+    };
+    match (linears, q) {
+        (0, _) => dense,
+        (n, Some(q)) => format!(
+            "q{} (group {}) × {n} Linears + {dense}",
+            q.bits, q.group_size
+        ),
+        (n, None) => format!("quantized × {n} Linears (setting not declared) + {dense}"),
+    }
+}
+
 fn report(path: &Path, src: &dyn TensorSource, dit_config: Option<&Path>) -> FileReport {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut totals = Totals::default();
+    let (qlinears, qmeta) = quantized(src);
     for name in src.tensor_names() {
         let shape = src.tensor_shape(&name).unwrap_or_default();
         let dtype = src.tensor_dtype(&name);
-        let params: u64 = shape.iter().map(|&d| d as u64).product();
-        let bytes = params * dtype.map_or(0, |d| d.size());
+        let stored: u64 = shape.iter().map(|&d| d as u64).product();
+        let bytes = stored * dtype.map_or(0, |d| d.size());
+        // A packed weight holds 32/bits parameters per u32; its scales and biases are
+        // storage overhead, not parameters.
+        let of_quantized = |suffix: &str| {
+            name.strip_suffix(suffix)
+                .is_some_and(|b| qlinears.binary_search(&format!("{b}.weight")).is_ok())
+        };
+        let params = match &qmeta {
+            Some(q) if qlinears.binary_search(&name).is_ok() => stored * 32 / q.bits as u64,
+            _ if of_quantized(".scales") || of_quantized(".biases") => 0,
+            _ => stored,
+        };
         let dname = dtype.map_or("?", |d| d.name()).to_string();
         totals.add(&dname, params, bytes);
         let p = prefix(&name);
@@ -174,10 +249,21 @@ fn report(path: &Path, src: &dyn TensorSource, dit_config: Option<&Path>) -> Fil
         });
     }
     let (kind, config) = detect(src, dit_config);
+    let precision = precision_line(&totals.by_dtype, qlinears.len(), qmeta.as_ref());
+    let quantization = (!qlinears.is_empty()).then(|| {
+        let mut v = qmeta
+            .as_ref()
+            .and_then(|q| serde_json::to_value(q).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        v["linears"] = Value::from(qlinears.len());
+        v
+    });
     FileReport {
         path: path.to_path_buf(),
         kind,
         layout: format!("{:?}", src.layout()),
+        precision,
+        quantization,
         config,
         groups: groups.into_values().collect(),
         totals,
@@ -197,6 +283,10 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         });
         info["task"] = match ck.task() {
             Ok(t) => Value::from(t.name()),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        info["quantization"] = match crate::quant::folder_quantization(path) {
+            Ok(q) => serde_json::to_value(q).unwrap_or(Value::Null),
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         };
         for d in &ck.dits {
@@ -226,7 +316,24 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix;
+    use super::*;
+
+    #[test]
+    fn precision_lines() {
+        let by = |v: &[(&str, u64)]| -> BTreeMap<String, (u64, u64)> {
+            v.iter().map(|(d, b)| (d.to_string(), (0, *b))).collect()
+        };
+        assert_eq!(precision_line(&by(&[("BF16", 10)]), 0, None), "bf16");
+        assert_eq!(
+            precision_line(&by(&[("BF16", 10), ("F32", 90)]), 0, None),
+            "f32 + bf16"
+        );
+        let q = QuantMeta::of_spec(crate::quant::QuantSpec::Q4);
+        assert_eq!(
+            precision_line(&by(&[("BF16", 10), ("U32", 90)]), 300, Some(&q)),
+            "q4 (group 64) × 300 Linears + bf16"
+        );
+    }
 
     #[test]
     fn prefixes_group_by_module() {

@@ -47,6 +47,59 @@ pub trait TensorSource {
     }
     /// Hint that `name` will not be read again (memory-mapped sources drop its pages).
     fn release(&self, _name: &str) {}
+    /// Header metadata of the file(s) (`__metadata__` of a safetensors; empty otherwise).
+    fn file_metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+}
+
+/// A borrowed source is a source (adapters such as `quant::QuantizedSource` wrap either).
+impl<T: TensorSource + ?Sized> TensorSource for &T {
+    fn tensor_names(&self) -> Vec<String> {
+        (**self).tensor_names()
+    }
+    fn tensor_shape(&self, name: &str) -> Option<Vec<i32>> {
+        (**self).tensor_shape(name)
+    }
+    fn load_tensor(&self, name: &str) -> Result<Array> {
+        (**self).load_tensor(name)
+    }
+    fn layout(&self) -> Layout {
+        (**self).layout()
+    }
+    fn tensor_dtype(&self, name: &str) -> Option<safetensors::StDtype> {
+        (**self).tensor_dtype(name)
+    }
+    fn release(&self, name: &str) {
+        (**self).release(name)
+    }
+    fn file_metadata(&self) -> BTreeMap<String, String> {
+        (**self).file_metadata()
+    }
+}
+
+impl<T: TensorSource + ?Sized> TensorSource for Box<T> {
+    fn tensor_names(&self) -> Vec<String> {
+        (**self).tensor_names()
+    }
+    fn tensor_shape(&self, name: &str) -> Option<Vec<i32>> {
+        (**self).tensor_shape(name)
+    }
+    fn load_tensor(&self, name: &str) -> Result<Array> {
+        (**self).load_tensor(name)
+    }
+    fn layout(&self) -> Layout {
+        (**self).layout()
+    }
+    fn tensor_dtype(&self, name: &str) -> Option<safetensors::StDtype> {
+        (**self).tensor_dtype(name)
+    }
+    fn release(&self, name: &str) {
+        (**self).release(name)
+    }
+    fn file_metadata(&self) -> BTreeMap<String, String> {
+        (**self).file_metadata()
+    }
 }
 
 /// In-memory tensors in official PyTorch layout (fixtures, tests).
@@ -195,12 +248,33 @@ pub fn expected_params<M: ModuleParameters + ?Sized>(
 
 /// Strictly load a module: every parameter must come from `src` under its official key
 /// (`to_official` maps the module's own key to it), with the right shape, and nothing may
-/// be left over. Tensors are converted to MLX layout and cast to `dtype` when given.
+/// be left over. Tensors are converted to MLX layout and float tensors cast to `dtype`
+/// when given (a packed quantized weight keeps its integer dtype).
 pub fn load_strict<M: ModuleParameters + ?Sized>(
     module: &mut M,
     src: &dyn TensorSource,
     to_official: &dyn Fn(&str) -> String,
     dtype: Option<Dtype>,
+) -> Result<()> {
+    load_strict_with(module, src, to_official, &|_| dtype)
+}
+
+fn is_float_dtype(d: Dtype) -> bool {
+    matches!(
+        d,
+        Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16 | Dtype::Float64
+    )
+}
+
+/// [`load_strict`] with a dtype per tensor (`dtype_of(official key)`). Each tensor is
+/// transformed as it is read — layout, cast — and evaluated before the next one, and the
+/// source's pages are released: loading an f32 file into bf16 holds the bf16 model plus
+/// one tensor in flight, never an f32 copy of the model.
+pub fn load_strict_with<M: ModuleParameters + ?Sized>(
+    module: &mut M,
+    src: &dyn TensorSource,
+    to_official: &dyn Fn(&str) -> String,
+    dtype_of: &dyn Fn(&str) -> Option<Dtype>,
 ) -> Result<()> {
     check_tensors(src, &expected_params(module, to_official))?;
     let mut params = module.parameters_mut().flatten();
@@ -213,11 +287,14 @@ pub fn load_strict<M: ModuleParameters + ?Sized>(
         if src.layout() == Layout::PyTorch {
             a = to_mlx_layout(&official, a)?;
         }
-        if let Some(d) = dtype
+        if let Some(d) = dtype_of(&official)
             && a.dtype() != d
+            && is_float_dtype(a.dtype())
         {
             a = a.as_dtype(d)?;
         }
+        // Materialise now: the source copy (and its graph) is dropped before the next read.
+        a.eval()?;
         **slot = a;
     }
     Ok(())

@@ -103,7 +103,7 @@ impl WanAttention {
     /// `[B, L, D]` → `[B, H, L, d]` in the projection dtype (the layout SDPA reads).
     fn heads(&self, x: &Array) -> Result<Array> {
         let (b, l, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let x = cast(x, self.q.weight.dtype())?;
+        let x = cast(x, self.q.dtype())?;
         Ok(x.reshape(&[b, l, self.num_heads, d / self.num_heads])?
             .transpose_axes(&[0, 2, 1, 3])?)
     }

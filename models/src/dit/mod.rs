@@ -4,9 +4,11 @@ pub mod block;
 pub mod config;
 pub mod kernels;
 pub mod keys;
+pub mod load;
 pub mod model;
 pub mod rope;
 
 pub use config::{ModelType, WanConfig};
 pub use kernels::Kernels;
+pub use load::DitLoad;
 pub use model::{Blocks, ContextKv, DitInput, Stem, Timesteps, Trace, WanModel};

@@ -10,9 +10,10 @@ use super::run::{LatentVae, PromptEncoder};
 use super::vae_glue::VaeComponent;
 use crate::checkpoint::folder::{Checkpoint, Expert};
 use crate::config::Task;
-use crate::dit::WanModel;
+use crate::dit::{DitLoad, WanModel};
 use crate::error::{Error, Result};
 use crate::lora_file::LoraSpec;
+use crate::quant::Recipe;
 use crate::vae::preview::{Previewer, ensure_previewer};
 
 /// Loading knobs (ours, in place of `--offload_model` / `--convert_model_dtype`).
@@ -22,15 +23,19 @@ pub struct LoadOptions {
     pub dtype: Dtype,
     /// A14B: keep only the active expert resident.
     pub one_expert_at_a_time: bool,
-    /// LoRA / delta files (any format of `crate::lora_file`) merged at load with their scale,
-    /// before the compute-dtype cast (the merge itself runs in float32): one file for every
+    /// LoRA / delta files (any format of `crate::lora_file`) merged at load with their scale
+    /// (the merge runs in float32, the result is stored in the compute dtype; with
+    /// `quantize` before quantizing; into an already quantized folder as an unmerged side
+    /// path): one file for every
     /// DiT, or per A14B expert (LoRAs for A14B are trained per expert, e.g. Lightning's
     /// `high_noise_model` / `low_noise_model` pair or `train_lora --expert`).
     pub lora: Option<LoraSpec>,
     /// Folder for previewers fitted on first use (folders without `preview_mlx.safetensors`,
     /// e.g. official ones); `None`: previews only where the folder has one.
     pub preview_cache: Option<std::path::PathBuf>,
-    /// Quantize the DiT(s) at load with this recipe (a dense bf16/f32 folder; issue 12).
+    /// Quantize the DiT(s) at load with this recipe (a dense bf16/f32 folder, quantized
+    /// tensor by tensor while reading: the dense model is never resident). A folder that is
+    /// already quantized loads as stored; asking it for another setting is an error.
     pub quantize: Option<crate::quant::Recipe>,
 }
 
@@ -105,8 +110,17 @@ fn load_dit(
     expert: Expert,
     dtype: Dtype,
     lora: &Option<(std::path::PathBuf, f32)>,
+    quantize: &Option<Recipe>,
 ) -> Result<WanModel> {
-    let mut m = ck.load_dit(expert)?;
+    // Every tensor is read straight into its compute dtype (or quantized) — see
+    // `WanModel::load_with`. A LoRA for a model quantized at load is merged into the
+    // dense weights first, then each Linear is quantized in place.
+    let merge_first = lora.is_some() && quantize.is_some();
+    let opts = DitLoad {
+        dtype,
+        quantize: if merge_first { None } else { quantize.clone() },
+    };
+    let mut m = ck.load_dit_with(expert, &opts)?;
     if let Some((path, scale)) = lora {
         let n = crate::train::lora::merge_lora(&mut m, path, *scale)?;
         eprintln!(
@@ -114,8 +128,19 @@ fn load_dit(
             path.display()
         );
     }
-    if dtype != Dtype::Float32 {
-        m.set_compute_dtype(dtype)?;
+    if let (true, Some(r)) = (merge_first, quantize) {
+        match m.quantization()? {
+            None => m.quantize(r)?,
+            Some(s) if s == r.spec => {}
+            Some(s) => {
+                return Err(Error::Input(format!(
+                    "these DiT weights are already quantized ({}); they cannot be \
+                     re-quantized to {}",
+                    s.name(),
+                    r.spec.name()
+                )));
+            }
+        }
     }
     Ok(m)
 }
@@ -153,9 +178,39 @@ fn text_encoder(ck: &Checkpoint) -> Result<Box<dyn PromptEncoder>> {
     Ok(Box::new(T5Prompts(enc)))
 }
 
+/// Can every DiT of `ck` be loaded with `recipe` (headers only, before anything heavy)?
+/// A dense folder: every tensor the recipe targets must be packable (an error names each
+/// one that is not). A quantized folder: only with its own setting.
+pub fn check_quantize(ck: &Checkpoint, recipe: &Recipe) -> Result<()> {
+    recipe.spec.validate()?;
+    let stored = crate::quant::folder_quantization(&ck.root)?;
+    match stored.dit {
+        Some(r) if r.spec == recipe.spec => Ok(()),
+        Some(r) => Err(Error::Input(format!(
+            "{} is already quantized ({}); it cannot be re-quantized to {} (use its dense folder)",
+            ck.root.display(),
+            r.describe(),
+            recipe.spec.name()
+        ))),
+        None => {
+            for d in &ck.dits {
+                crate::quant::QuantizedSource::new(
+                    ck.dit_source(d.expert)?,
+                    recipe,
+                    Dtype::Float32,
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Load every model of `task` from `dir`.
 pub fn load(dir: &Path, task: Task, opts: &LoadOptions) -> Result<Loaded> {
     let ck = check_folder(dir, task)?;
+    if let Some(r) = &opts.quantize {
+        check_quantize(&ck, r)?;
+    }
     let text = text_encoder(&ck)?;
     let (vae, experts) = load_models(&ck, task, opts)?;
     Ok(Loaded { text, vae, experts })
@@ -168,6 +223,9 @@ pub fn load_models(
     opts: &LoadOptions,
 ) -> Result<(Box<dyn LatentVae>, Experts)> {
     let dir = ck.root.as_path();
+    if let Some(r) = &opts.quantize {
+        check_quantize(ck, r)?;
+    }
     let wan_vae = ck.load_vae()?;
     let previewer = match (&opts.preview_cache, &ck.vae) {
         (Some(cache), Some(file)) => {
@@ -187,12 +245,7 @@ pub fn load_models(
         previewer,
     });
     let dtype = opts.dtype;
-    if let Some(r) = &opts.quantize {
-        return Err(Error::Unsupported(format!(
-            "on-load {} quantization is not implemented yet",
-            r.spec.name()
-        )));
-    }
+    let quantize = &opts.quantize;
     let lora = opts.lora.as_ref().map(LoraSpec::resolved).transpose()?;
     if let Some(l) = &lora
         && l.is_per_expert()
@@ -213,15 +266,16 @@ pub fn load_models(
             Expert::Main,
             dtype,
             &lora_for(Expert::Main),
+            quantize,
         )?)),
         Some(b) => {
             let slot = |e: Expert| -> Result<ExpertSlot> {
                 let lora = lora_for(e);
                 if opts.one_expert_at_a_time {
-                    let ck = ck.clone();
-                    Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype, &lora)))
+                    let (ck, q) = (ck.clone(), quantize.clone());
+                    Ok(ExpertSlot::lazy(move || load_dit(&ck, e, dtype, &lora, &q)))
                 } else {
-                    Ok(ExpertSlot::loaded(load_dit(ck, e, dtype, &lora)?))
+                    Ok(ExpertSlot::loaded(load_dit(ck, e, dtype, &lora, quantize)?))
                 }
             };
             Experts::Pair {

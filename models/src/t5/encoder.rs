@@ -226,10 +226,9 @@ impl T5Encoder {
 
     /// Build and load strictly from official keys; every weight is cast to `dtype`
     /// (`Float32` for CPU compute, `Bfloat16` to keep the official precision on Metal).
+    /// Linears a converted folder stores quantized stay quantized (`t5::load`).
     pub fn load(config: T5Config, src: &dyn TensorSource, dtype: Dtype) -> Result<Self> {
-        let mut m = Self::new(config)?;
-        checkpoint::load_strict(&mut m, src, &keys::to_official, Some(dtype))?;
-        Ok(m)
+        Self::load_with(config, src, dtype, None)
     }
 
     /// Dtype of the matmul weights.

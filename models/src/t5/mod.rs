@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod encoder;
 pub mod keys;
+pub mod load;
 pub mod tokenizer;
 
 pub use config::T5Config;

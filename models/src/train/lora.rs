@@ -154,6 +154,11 @@ impl LoraWan {
     /// Wrap `base` (frozen) with fresh adapters on every block × target.
     pub fn new(mut base: WanModel, config: LoraConfig, rng: &mut Rng) -> Result<Self> {
         config.validate()?;
+        if base.quantization()?.is_some() {
+            return Err(Error::Unsupported(
+                "LoRA training needs a dense base model (load the bf16/f32 folder)".into(),
+            ));
+        }
         let (mut adapters, mut sites, mut base_weights) = (Vec::new(), Vec::new(), Vec::new());
         for b in 0..base.blocks.len() {
             for t in &config.targets {
@@ -266,7 +271,8 @@ impl FlowModel for LoraWan {
 /// changed and every problem is reported. Returns the number of parameters changed. The
 /// formats and their parsing live in [`crate::lora_file`]; this is what
 /// `generate --lora FILE --lora_scale S` calls after loading the DiT (merge at load: no
-/// run-time cost).
+/// run-time cost). On a quantized Linear the adapter is kept as an unmerged side path
+/// (`x·Aᵀ·Bᵀ·k` added to the quantized output), so quality never depends on requantizing.
 pub fn merge_lora(model: &mut WanModel, path: &Path, scale: f32) -> Result<usize> {
     crate::lora_file::merge_file(model, path, scale)
 }

@@ -10,7 +10,9 @@ use wan::pipeline::GenerateParams;
 use super::AppState;
 use crate::checkpoint::{self, CheckpointInfo, MemoryEstimate};
 use crate::error::{AppError, AppResult};
-use crate::jobs::{ConvertDtype, ConvertJob, JobEvent, JobId, JobSink, Work};
+use crate::jobs::{
+    ConvertDtype, ConvertJob, ConvertLevel, ConvertQuant, JobEvent, JobId, JobSink, Work,
+};
 use crate::settings::{Appearance, Settings};
 
 #[tauri::command]
@@ -88,17 +90,29 @@ pub fn memory_estimate(
     ))
 }
 
+/// Predicted size (and measured drift) of each "Convert to MLX" level for `src` in
+/// `dtype`: dense, 8-bit, 4-bit. Headers only.
+#[tauri::command]
+pub fn convert_estimate(src: PathBuf, dtype: Option<ConvertDtype>) -> AppResult<Vec<ConvertLevel>> {
+    if !src.is_absolute() {
+        return Err(AppError::input("choose the folder with an absolute path"));
+    }
+    crate::jobs::convert::estimate_levels(&src, dtype.unwrap_or_default())
+}
+
 /// Queue the conversion of the official folder `src` into the new folder `dst` (both
 /// checked here first); progress streams over `on_event`; with `select` the new folder
 /// becomes the chosen checkpoint once complete. Returns the job id (cancel with
 /// `cancel_job`).
 #[tauri::command]
+#[allow(clippy::too_many_arguments)]
 pub fn convert_checkpoint(
     state: State<'_, AppState>,
     src: PathBuf,
     dst: PathBuf,
     dtype: Option<ConvertDtype>,
     select: Option<bool>,
+    quantize: Option<ConvertQuant>,
     on_event: Channel<JobEvent>,
 ) -> AppResult<JobId> {
     let mut job = ConvertJob::new(
@@ -107,6 +121,7 @@ pub fn convert_checkpoint(
         dtype.unwrap_or_default(),
         select.unwrap_or(true),
     )?;
+    job.quantize = quantize;
     job.preview_cache = Some(crate::settings::preview_cache_dir(&state.data_dir));
     if state.queue.converting_into(&job.dst) {
         return Err(AppError::input(format!(

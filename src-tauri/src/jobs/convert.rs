@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use mlx_rs::Dtype;
 use serde::{Deserialize, Serialize};
-use wan::checkpoint::convert::{ConvertOptions, DEFAULT_SHARD_BYTES, convert};
+use wan::checkpoint::convert::{ConvertOptions, DEFAULT_SHARD_BYTES, convert, estimate_bytes};
 use wan::checkpoint::{Checkpoint, FolderKind};
 use wan::config::Task;
 use wan::pipeline::CancelToken;
+use wan::quant::{QuantSpec, Recipe, measured_drift};
 use wan::vae::preview::{PREVIEW_FILE, ensure_previewer};
 
 use super::worker::JobEvent;
@@ -49,6 +50,36 @@ impl ConvertDtype {
     }
 }
 
+/// Quantization level of a conversion (`None` in the job: dense in the dtype). The DiT's
+/// block Linears are stored as 8- or 4-bit affine triples with the measured default
+/// recipe (`wan::quant::Recipe::recommended`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvertQuant {
+    Q8,
+    Q4,
+}
+
+impl ConvertQuant {
+    pub fn spec(self) -> QuantSpec {
+        match self {
+            Self::Q8 => QuantSpec::Q8,
+            Self::Q4 => QuantSpec::Q4,
+        }
+    }
+
+    pub fn recipe(self) -> Recipe {
+        Recipe::recommended(self.spec())
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Q8 => "8-bit",
+            Self::Q4 => "4-bit",
+        }
+    }
+}
+
 /// A validated conversion request.
 #[derive(Debug, Clone)]
 pub struct ConvertJob {
@@ -60,6 +91,8 @@ pub struct ConvertJob {
     pub task: Task,
     /// Select the converted folder in the settings once it is complete.
     pub select: bool,
+    /// Store the DiT quantized (8/4-bit); `None`: dense in `dtype`.
+    pub quantize: Option<ConvertQuant>,
     /// The app's previewer cache: with it, the fast previewer is stored beside the new
     /// weights (reused from the cache when one was fitted for the source VAE, else
     /// fitted now); without it, none is written.
@@ -146,6 +179,7 @@ impl ConvertJob {
             dtype,
             task,
             select,
+            quantize: None,
             preview_cache: None,
         })
     }
@@ -157,13 +191,48 @@ impl ConvertJob {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| p.display().to_string())
         };
+        let level = match self.quantize {
+            Some(q) => format!("{}, {}", self.dtype.name(), q.label()),
+            None => self.dtype.name().to_string(),
+        };
         format!(
-            "convert {} → {} ({})",
+            "convert {} → {} ({level})",
             name(&self.src),
             name(&self.dst),
-            self.dtype.name()
         )
     }
+}
+
+/// One choice of the Models view's "Convert to MLX" with what it costs on disk and in
+/// memory (headers only, exact for the weights) and how far it drifts from the dense model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertLevel {
+    /// `None` (dense in the chosen dtype), `q8` or `q4`.
+    pub quantize: Option<ConvertQuant>,
+    /// Weight bytes the new folder will hold.
+    pub bytes: u64,
+    /// The measured drift against the dense model, one line (`None` for dense).
+    pub drift: Option<String>,
+}
+
+/// The predicted size of each level for converting `src` in `dtype` (no MLX work: safe
+/// in a command).
+pub fn estimate_levels(src: &Path, dtype: ConvertDtype) -> AppResult<Vec<ConvertLevel>> {
+    [None, Some(ConvertQuant::Q8), Some(ConvertQuant::Q4)]
+        .into_iter()
+        .map(|q| {
+            let opts = ConvertOptions {
+                dtype: dtype.mlx(),
+                quantize: q.map(ConvertQuant::recipe),
+                ..ConvertOptions::default()
+            };
+            Ok(ConvertLevel {
+                quantize: q,
+                bytes: estimate_bytes(src, &opts)?,
+                drift: q.map(|q| measured_drift(q.spec()).to_string()),
+            })
+        })
+        .collect()
 }
 
 /// What a finished conversion reports.
@@ -194,6 +263,8 @@ pub fn run(
         dtype: job.dtype.mlx(),
         shard_bytes: DEFAULT_SHARD_BYTES,
         cancel: Some(cancel.clone()),
+        quantize: job.quantize.map(ConvertQuant::recipe),
+        ..ConvertOptions::default()
     };
     let summary = convert(&job.src, &job.dst, &opts, &mut |tensor, done, total| {
         let elapsed_s = t0.elapsed().as_secs_f64();

@@ -11,6 +11,8 @@ import {
   type Appearance,
   type CheckpointInfo,
   type ConvertDtype,
+  type ConvertLevel,
+  type ConvertQuant,
   type JobEvent,
 } from "../ipc";
 import { formatBytes, formatSeconds } from "../form";
@@ -19,6 +21,12 @@ import { applyAppearance } from "../theme";
 /** `<src>-mlx` beside the source folder. */
 export function defaultDestination(src: string): string {
   return `${src.replace(/[\\/]+$/, "")}-mlx`;
+}
+
+/** Option text of a convert level: `8-bit — 5.6 GB`. */
+export function levelText(l: ConvertLevel, dtype: string): string {
+  const name = l.quantize === "q8" ? "8-bit" : l.quantize === "q4" ? "4-bit" : `${dtype} (no quantization)`;
+  return `${name} — ${formatBytes(l.bytes)}`;
 }
 
 /** The last path segment (either separator). */
@@ -32,6 +40,8 @@ export class ModelsView {
   private shown: CheckpointInfo | null = null;
   /** The running or waiting conversion: its job id once known, and whether it started. */
   private job: { id: number; started: boolean } | null = null;
+  /** Predicted size / drift per level for the shown folder and dtype. */
+  private levels: ConvertLevel[] = [];
 
   constructor(
     private root: HTMLElement,
@@ -43,6 +53,14 @@ export class ModelsView {
       el("option", { value: "bf16", text: "bf16 (half the size; Metal computes in it)" }),
       el("option", { value: "f16", text: "f16" }),
       el("option", { value: "f32", text: "f32 (full precision, twice the size)" }),
+    );
+    // Issue 12: quantized conversion (8/4-bit DiT weights that stay quantized in memory).
+    const quant = el(
+      "select",
+      { id: "convert-quant" },
+      el("option", { value: "", text: "No quantization" }),
+      el("option", { value: "q8", text: "8-bit" }),
+      el("option", { value: "q4", text: "4-bit" }),
     );
     const card = (id: string, title: string, ...body: (HTMLElement | string)[]) =>
       el("section", { id, class: "card" }, el("h2", { text: title }), ...body);
@@ -82,6 +100,7 @@ export class ModelsView {
             "div",
             { class: "row" },
             el("label", { class: "field" }, el("span", { text: "Weights dtype" }), dtype),
+            el("label", { class: "field" }, el("span", { text: "DiT precision" }), quant),
             el(
               "label",
               { class: "check" },
@@ -95,6 +114,7 @@ export class ModelsView {
             el("button", { id: "convert", type: "button", class: "primary", text: "Convert to MLX…", disabled: true }),
             el("button", { id: "convert-cancel", type: "button", text: "Cancel", disabled: true }),
           ),
+          el("p", { id: "convert-estimate", class: "hint" }),
           el("progress", { id: "convert-progress", max: 1, value: 0 }),
           el("div", { id: "convert-text", class: "hint" }),
         ),
@@ -135,6 +155,8 @@ export class ModelsView {
       }
     });
     byId(root, "convert").addEventListener("click", () => void this.convert());
+    dtype.addEventListener("change", () => void this.estimate());
+    quant.addEventListener("change", () => this.showEstimate());
     byId(root, "convert-cancel").addEventListener("click", () => void this.cancelConvert());
     this.updateConvert();
   }
@@ -209,8 +231,42 @@ export class ModelsView {
     if (this.shown?.path !== info.path || !this.$("convert-dst").value) {
       this.$("convert-dst").value = info.layout === "Official" ? defaultDestination(info.path) : "";
     }
+    const changed = this.shown?.path !== info.path;
     this.shown = info;
     this.updateConvert();
+    if (changed) void this.estimate();
+  }
+
+  /** Ask for the predicted size of each level (official folders only). */
+  async estimate(): Promise<void> {
+    const info = this.shown;
+    this.levels = [];
+    if (info && info.layout === "Official" && !info.problems.length) {
+      const dtype = this.$<HTMLSelectElement>("convert-dtype").value as ConvertDtype;
+      this.levels = await ipc.convertEstimate(info.path, dtype).catch(() => []);
+    }
+    this.showEstimate();
+  }
+
+  /** Sizes in the level options; size and drift of the chosen level under them. */
+  private showEstimate(): void {
+    const sel = this.$<HTMLSelectElement>("convert-quant");
+    const dtype = this.$<HTMLSelectElement>("convert-dtype").value;
+    for (const opt of Array.from(sel.options)) {
+      const l = this.levels.find((x) => (x.quantize ?? "") === opt.value);
+      opt.textContent = l ? levelText(l, dtype) : opt.value === "q8" ? "8-bit" : opt.value === "q4" ? "4-bit" : "No quantization";
+    }
+    const chosen = this.levels.find((x) => (x.quantize ?? "") === sel.value);
+    const dense = this.levels.find((x) => x.quantize === null);
+    const out = this.$("convert-estimate");
+    if (!chosen || !dense) {
+      out.textContent = "";
+      return;
+    }
+    const ratio = dense.bytes ? ` (${Math.round((100 * chosen.bytes) / dense.bytes)}% of ${dtype})` : "";
+    out.textContent =
+      `New folder ≈ ${formatBytes(chosen.bytes)}${chosen.quantize ? ratio : ""}` +
+      (chosen.drift ? ` · measured drift: ${chosen.drift}` : "");
   }
 
   /** Why converting is not possible now, or null. */
@@ -234,7 +290,7 @@ export class ModelsView {
     // Red only for a folder with problems; "already converted" is information.
     hint.classList.toggle("bad", !this.job && (this.shown?.problems.length ?? 0) > 0);
     this.$<HTMLButtonElement>("convert").disabled = why !== null;
-    for (const id of ["convert-dst", "convert-dtype", "convert-select", "convert-browse"]) {
+    for (const id of ["convert-dst", "convert-dtype", "convert-quant", "convert-select", "convert-browse"]) {
       this.$<HTMLInputElement>(id).disabled = this.job !== null || why !== null;
     }
   }
@@ -245,6 +301,7 @@ export class ModelsView {
     if (!info || this.convertBlocker()) return null;
     const dst = this.$("convert-dst").value.trim();
     const dtype = this.$<HTMLSelectElement>("convert-dtype").value as ConvertDtype;
+    const quantize = (this.$<HTMLSelectElement>("convert-quant").value || null) as ConvertQuant | null;
     const select = this.$("convert-select").checked;
     const text = this.$("convert-text");
     if (!dst) {
@@ -259,7 +316,7 @@ export class ModelsView {
     delete text.dataset.code;
     this.updateConvert();
     try {
-      job.id = await ipc.convertCheckpoint(info.path, dst, dtype, select, (e) => this.onEvent(job, e));
+      job.id = await ipc.convertCheckpoint(info.path, dst, dtype, select, (e) => this.onEvent(job, e), quantize);
       this.$<HTMLButtonElement>("convert-cancel").disabled = this.job !== job;
       // Events can come before the id: only say "waiting" if the job has not started.
       if (this.job === job && !job.started) text.textContent = "Waiting for the running job to finish…";
