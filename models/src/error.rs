@@ -41,6 +41,9 @@ pub enum Error {
     Cancelled,
     #[error("external tool: {0}")]
     External(String),
+    /// No way to run the job fits the machine's memory (the plan says what would).
+    #[error("does not fit in memory: {0}")]
+    Memory(String),
     #[error("MLX: {0}")]
     Mlx(#[from] mlx_rs::error::Exception),
 }
@@ -72,6 +75,7 @@ impl Error {
             Error::Missing(_) => "missing",
             Error::Cancelled => "cancelled",
             Error::External(_) => "external",
+            Error::Memory(_) => "memory",
             Error::Mlx(_) => "mlx",
         }
     }

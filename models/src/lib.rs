@@ -9,6 +9,7 @@ pub mod dit;
 pub mod error;
 pub mod fixture;
 pub mod hash;
+pub mod memory;
 pub mod nn;
 pub mod parity;
 pub mod pipeline;

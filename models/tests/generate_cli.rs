@@ -6,7 +6,13 @@ use std::process::{Command, Output};
 mod common;
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_generate"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_generate"));
+    // Prompt contexts go to a per-run folder, not the user's cache.
+    c.env(
+        "WAN_CACHE_DIR",
+        std::env::temp_dir().join(format!("wan-gen-cache-{}", std::process::id())),
+    );
+    c
 }
 
 fn ckpt(name: &str) -> Option<PathBuf> {
