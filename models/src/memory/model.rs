@@ -42,28 +42,43 @@ pub fn dit_bytes(
     quant: Option<&Recipe>,
     source: Dtype,
 ) -> Result<DitBytes> {
-    let m = WanModel::new(cfg.clone())?;
+    Ok(dit_bytes_of(&dit_params(cfg)?, dtype, quant, source))
+}
+
+/// Every DiT tensor (official key, shape) of `cfg` (lazy placeholders: no memory).
+pub fn dit_params(cfg: &WanConfig) -> Result<Vec<(String, Vec<i32>)>> {
+    Ok(WanModel::new(cfg.clone())?.expected_params())
+}
+
+/// [`dit_bytes`] over a precomputed [`dit_params`] list.
+pub fn dit_bytes_of(
+    params: &[(String, Vec<i32>)],
+    dtype: Dtype,
+    quant: Option<&Recipe>,
+    source: Dtype,
+) -> DitBytes {
     let (mut resident, mut largest, mut total) = (0u64, 0u64, 0u64);
-    for (key, shape) in m.expected_params() {
+    for (key, shape) in params {
+        let key = key.as_str();
         let n: u64 = shape.iter().map(|&d| d as u64).product();
-        let dense = if cast_to_compute(&key) {
+        let dense = if cast_to_compute(key) {
             dtype
         } else {
             Dtype::Float32
         };
         resident += match quant {
-            Some(r) => r.tensor_bytes(&key, &shape, dense),
+            Some(r) => r.tensor_bytes(key, shape, dense),
             None => n * dtype_bytes(dense),
         };
         let src = n * dtype_bytes(source);
         largest = largest.max(src);
         total += src;
     }
-    Ok(DitBytes {
+    DitBytes {
         resident,
         largest_source_tensor: largest,
         source_total: total,
-    })
+    }
 }
 
 /// Tokens of a latent `[C, F', h, w]` after the DiT's patch embedding.

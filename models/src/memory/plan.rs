@@ -44,24 +44,49 @@ pub struct Arch {
     pub dit_source: Dtype,
     /// The folder's DiT is already quantized with this setting.
     pub folder_quant: Option<QuantSpec>,
+    /// Every DiT tensor (official key, shape), and the VAE's bytes: computed once.
+    pub dit_params: Vec<(String, Vec<i32>)>,
+    pub vae_bytes: u64,
 }
 
 impl Arch {
     /// The official architecture of a task (official folder: f32 DiT).
     pub fn official(task: Task) -> Self {
         let cfg = task.config();
-        Self {
-            dit: match task {
-                Task::Ti2v5B => WanConfig::ti2v_5b(),
-                Task::T2vA14B => WanConfig::t2v_a14b(),
-                Task::I2vA14B => WanConfig::i2v_a14b(),
-            },
-            experts: if cfg.boundary.is_some() { 2 } else { 1 },
-            t5: T5Config::umt5_xxl(),
-            vae: VaeConfig::official(cfg.vae),
-            dit_source: Dtype::Float32,
-            folder_quant: None,
-        }
+        let dit = match task {
+            Task::Ti2v5B => WanConfig::ti2v_5b(),
+            Task::T2vA14B => WanConfig::t2v_a14b(),
+            Task::I2vA14B => WanConfig::i2v_a14b(),
+        };
+        Self::new(
+            dit,
+            if cfg.boundary.is_some() { 2 } else { 1 },
+            T5Config::umt5_xxl(),
+            VaeConfig::official(cfg.vae),
+            Dtype::Float32,
+            None,
+        )
+        .expect("the official configs are valid")
+    }
+
+    pub fn new(
+        dit: WanConfig,
+        experts: u32,
+        t5: T5Config,
+        vae: VaeConfig,
+        dit_source: Dtype,
+        folder_quant: Option<QuantSpec>,
+    ) -> Result<Self> {
+        Ok(Self {
+            dit_params: model::dit_params(&dit)?,
+            vae_bytes: model::vae_bytes(&vae)?,
+            dit,
+            experts,
+            t5,
+            vae,
+            dit_source,
+            folder_quant,
+        })
     }
 }
 
@@ -80,14 +105,14 @@ impl Arch {
             .unwrap_or(Dtype::Float32);
         let folder_quant = folder_quantization(&ck.dits[0].config)?;
         let t5 = T5Config::infer(ck.t5_source()?.as_ref())?;
-        Ok(Self {
+        Self::new(
             dit,
-            experts: ck.dits.len() as u32,
+            ck.dits.len() as u32,
             t5,
-            vae: ck.vae_config()?,
+            ck.vae_config()?,
             dit_source,
             folder_quant,
-        })
+        )
     }
 }
 
@@ -408,13 +433,14 @@ impl<'a> Planner<'a> {
         } else {
             a.dit_source
         };
-        let b = model::dit_bytes(&a.dit, dtype, recipe.as_ref(), source)?;
+        let b = model::dit_bytes_of(&a.dit_params, dtype, recipe.as_ref(), source);
         let resident_experts = if a.experts > 1 && !one_expert { 2 } else { 1 };
         let dit = resident_experts * b.resident;
         // The DiT being read: with the per-tensor load transform, the finished tensors
         // plus the one being cast/quantized; without it (and to merge a LoRA, which runs
         // in float32) the whole DiT in float32 first, then cast.
-        let f32_total = model::dit_bytes(&a.dit, Dtype::Float32, None, Dtype::Float32)?.resident;
+        let f32_total =
+            model::dit_bytes_of(&a.dit_params, Dtype::Float32, None, Dtype::Float32).resident;
         let loading = if self.runtime.per_tensor_load_cast && !job.lora {
             b.resident + b.largest_source_tensor
         } else {
@@ -490,7 +516,7 @@ impl<'a> Planner<'a> {
     /// The best plan that fits `budget`, or the leanest one tried and the phase that broke.
     fn search(&self, job: &Job, budget: u64) -> Result<std::result::Result<Eval, (Eval, String)>> {
         let a = self.arch;
-        let vae = model::vae_bytes(&a.vae)?;
+        let vae = a.vae_bytes;
         let [_, _, lh, lw] = self.latent(job)?;
         let cells = lh.max(lw);
         // Text: the best umT5 dtype that fits.
@@ -709,5 +735,207 @@ impl<'a> Planner<'a> {
         } else {
             format!("would fit: {}", ideas.join(", or "))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(task: Task, size: (i32, i32), frames: i32, gb: u64, backend: Backend) -> PlanReport {
+        let arch = Arch::official(task);
+        let o = Overrides::default();
+        let mut p = Planner::new(
+            &arch,
+            Machine {
+                bytes: gb << 30,
+                backend,
+            },
+            &o,
+        );
+        p.runtime = Runtime::COMPLETE;
+        p.choose(&Job {
+            task,
+            size,
+            frame_num: frames,
+            image: false,
+            lora: false,
+            text_cached: false,
+        })
+        .unwrap()
+    }
+
+    /// The README plan table (Metal, with the companion issues' runtime): which plan each
+    /// Mac gets for the official sizes, and the refusal for a job no plan fits.
+    #[test]
+    fn readme_plan_table() {
+        let ti2v = |gb| plan(Task::Ti2v5B, (1280, 704), 121, gb, Backend::Metal);
+        let a14b = |gb| plan(Task::T2vA14B, (1280, 720), 81, gb, Backend::Metal);
+        let q = |r: &PlanReport| r.plan.quantization.map(|q| q.bits);
+        // TI2V-5B 1280×704×121.
+        let r16 = ti2v(16);
+        assert!(!r16.fits);
+        let reason = r16.reason.as_deref().unwrap();
+        assert!(reason.contains("the denoise phase needs"), "{reason}");
+        assert!(reason.contains("would fit: 117 frames"), "{reason}");
+        assert!(reason.contains("a 24 GB machine"), "{reason}");
+        let r24 = ti2v(24);
+        assert!(r24.fits);
+        assert_eq!((q(&r24), r24.plan.batch_cfg), (Some(8), false));
+        assert!(r24.plan.vae_tile.is_some());
+        let r32 = ti2v(32);
+        assert_eq!((r32.fits, q(&r32), r32.plan.batch_cfg), (true, None, false));
+        assert_eq!(r32.plan.dtype, Dtype::Bfloat16);
+        let r64 = ti2v(64);
+        assert_eq!((r64.fits, q(&r64), r64.plan.batch_cfg), (true, None, true));
+        for r in [&r24, &r32, &r64] {
+            assert!(r.predicted_peak_bytes <= r.budget_bytes);
+            assert_eq!(r.plan.t5_dtype, Dtype::Bfloat16);
+            assert!(r.summary.starts_with('≈'), "{}", r.summary);
+        }
+        // A14B 1280×720×81.
+        let r = a14b(32);
+        assert!(!r.fits);
+        assert!(
+            r.reason.as_deref().unwrap().contains("a 64 GB machine"),
+            "{:?}",
+            r.reason
+        );
+        let r = a14b(64);
+        assert!(
+            r.fits && r.plan.one_expert_at_a_time && q(&r) == Some(8),
+            "{r:?}"
+        );
+        let r = a14b(128);
+        assert!(
+            r.fits && !r.plan.one_expert_at_a_time && q(&r).is_none(),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.summary,
+            format!(
+                "≈ {} of 128.0 GB · bf16 · sequential CFG · tiled decode",
+                gb(r.predicted_peak_bytes)
+            )
+        );
+    }
+
+    /// A job that fits nothing is refused with every phase's bytes and what would fit.
+    #[test]
+    fn a_job_no_plan_fits_is_refused_with_a_suggestion() {
+        // The CPU backend materialises the attention scores: TI2V-5B at 720p needs
+        // 2·24·27280²·4 B ≈ 133 GB for them alone; nothing under 512 GB fits.
+        let r = plan(Task::Ti2v5B, (1280, 704), 121, 24, Backend::Cpu);
+        assert!(!r.fits);
+        let reason = r.reason.unwrap();
+        assert!(reason.starts_with("the denoise phase needs ≈"), "{reason}");
+        assert!(
+            reason.contains("of this 24.0 GB machine may be used"),
+            "{reason}"
+        );
+        assert!(reason.contains("would fit:"), "{reason}");
+        assert!(reason.contains("frames"), "{reason}");
+        // Its leanest try: bf16 scores, CFG one pass at a time: 24·27280²·2 B ≈ 33 GB.
+        assert!(
+            r.plan.dtype == Dtype::Bfloat16 && !r.plan.batch_cfg,
+            "{:?}",
+            r.plan
+        );
+        assert!(r.phases["denoise"] > 33 << 30);
+        // Pinned choices are kept: no quantization when dense is pinned.
+        let arch = Arch::official(Task::Ti2v5B);
+        let o = Overrides {
+            quantize: Some(None),
+            ..Overrides::default()
+        };
+        let mut p = Planner::new(
+            &arch,
+            Machine {
+                bytes: 24 << 30,
+                backend: Backend::Metal,
+            },
+            &o,
+        );
+        p.runtime = Runtime::COMPLETE;
+        let job = Job {
+            task: Task::Ti2v5B,
+            size: (1280, 704),
+            frame_num: 121,
+            image: false,
+            lora: false,
+            text_cached: false,
+        };
+        let r = p.choose(&job).unwrap();
+        assert!(!r.fits && r.plan.quantization.is_none(), "{r:?}");
+        // Bad jobs are errors, not plans.
+        assert!(
+            p.choose(&Job {
+                frame_num: 8,
+                ..job
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn without_on_load_quantization_a_dense_folder_stays_dense() {
+        let arch = Arch::official(Task::Ti2v5B);
+        let o = Overrides::default();
+        let p = Planner {
+            runtime: Runtime {
+                on_load_quantization: false,
+                ..Runtime::COMPLETE
+            },
+            ..Planner::new(
+                &arch,
+                Machine {
+                    bytes: 24 << 30,
+                    backend: Backend::Metal,
+                },
+                &o,
+            )
+        };
+        let r = p
+            .choose(&Job {
+                task: Task::Ti2v5B,
+                size: (1280, 704),
+                frame_num: 121,
+                image: false,
+                lora: false,
+                text_cached: false,
+            })
+            .unwrap();
+        assert!(!r.fits && r.plan.quantization.is_none());
+        assert!(r.reason.unwrap().contains("q4 weights"));
+        // A folder already quantized to q8 is planned as such.
+        let q8 = Arch {
+            folder_quant: Some(QuantSpec::Q8),
+            ..arch.clone()
+        };
+        let p = Planner { arch: &q8, ..p };
+        let r = p
+            .choose(&Job {
+                task: Task::Ti2v5B,
+                size: (1280, 704),
+                frame_num: 121,
+                image: false,
+                lora: false,
+                text_cached: false,
+            })
+            .unwrap();
+        assert!(r.fits && r.plan.quantization == Some(QuantSpec::Q8) && !r.plan.quantize_on_load);
+    }
+
+    #[test]
+    fn memory_sizes_parse_as_apple_counts_them() {
+        assert_eq!(super::super::parse_bytes("16GB").unwrap(), 16 << 30);
+        assert_eq!(super::super::parse_bytes(" 24 gb").unwrap(), 24 << 30);
+        assert_eq!(super::super::parse_bytes("512MB").unwrap(), 512 << 20);
+        assert_eq!(super::super::parse_bytes("1000").unwrap(), 1000);
+        assert!(super::super::parse_bytes("lots").is_err());
+        assert!(super::super::parse_bytes("16XB").is_err());
+        assert!(super::super::parse_bytes("-1GB").is_err());
+        assert_eq!(gb(16 << 30), "16.0 GB");
+        assert_eq!(gb(300 << 20), "300 MB");
     }
 }
