@@ -1,6 +1,6 @@
 // The Generate and Gallery views against mocked IPC: what they send to Rust, how they
 // show events, errors and the queue.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { clearMocks, mockConvertFileSrc, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import type { Channel } from "@tauri-apps/api/core";
 import type { ClipEntry, GenerateParams, JobEvent, TaskPreset } from "../src/ipc";
@@ -25,6 +25,13 @@ globalThis.ImageData ??= class {
 } as unknown as typeof ImageData;
 
 let calls: { cmd: string; args: Record<string, unknown> }[] = [];
+const fitting = {
+  fits: true, predicted_peak_bytes: 11.8 * 2 ** 30, phases: { text: 11 * 2 ** 30, denoise: 11.8 * 2 ** 30 },
+  budget_bytes: 12.8 * 2 ** 30, machine_bytes: 16 * 2 ** 30, backend: "metal",
+  plan: { dtype: "bf16", quantization: { bits: 8, group_size: 64 }, one_expert_at_a_time: false, batch_cfg: false, text_from_cache: false, vae_tile: { tile: 16, overlap: 4 } },
+  reason: null, summary: "≈ 11.8 GB of 16.0 GB · q8 · tiled decode",
+};
+let planReply: unknown = fitting;
 let channel: Channel<JobEvent> | null = null;
 let enqueueError: unknown = null;
 
@@ -32,6 +39,7 @@ beforeEach(() => {
   calls = [];
   channel = null;
   enqueueError = null;
+  planReply = fitting;
   mockWindows("main");
   mockConvertFileSrc("linux");
   mockIPC(
@@ -43,7 +51,7 @@ beforeEach(() => {
         case "get_settings": return { checkpoint_dir: "/ckpt", last_params: null };
         case "queue_snapshot": return { running: null, pending: [] };
         case "memory_estimate":
-          return { weights_bytes: 1, activations_bytes: 1, total_bytes: 2 << 30, machine_bytes: 16 << 30, fits: true, reason: null };
+          return planReply;
         case "read_image": return { path: (args as { path: string }).path, width: 1920, height: 1080, data_url: "data:image/png;base64," };
         case "enqueue":
           if (enqueueError) throw enqueueError;
@@ -135,6 +143,34 @@ describe("GenerateView", () => {
     // The next job starts with no warnings from the last.
     send({ kind: "started" });
     expect($("job-warnings").children.length).toBe(0);
+  });
+
+  it("shows the memory plan next to Generate, and why no plan fits", async () => {
+    const v = await view();
+    vi.useFakeTimers();
+    try {
+      $<HTMLTextAreaElement>("prompt").value = "a fox";
+      $("frames").value = "121";
+      v.refresh();
+      await vi.advanceTimersByTimeAsync(300);
+      const asked = calls.filter((c) => c.cmd === "memory_estimate").at(-1)!;
+      expect((asked.args.params as GenerateParams).frame_num).toBe(121);
+      expect($("plan").textContent).toBe("≈ 11.8 GB of 16.0 GB · q8 · tiled decode");
+      expect($("plan").classList.contains("bad")).toBe(false);
+      expect($("memory").textContent).toContain("denoise 11.8 GB");
+      planReply = {
+        ...fitting, fits: false, summary: "does not fit: ≈ 143.0 GB of 16.0 GB",
+        reason: "the denoise phase needs ≈ 143.0 GB but 12.8 GB of this 16.0 GB machine may be used; would fit: 49 frames",
+      };
+      $("frames").value = "241";
+      v.refresh();
+      await vi.advanceTimersByTimeAsync(300);
+      expect($("plan").textContent).toBe("does not fit: ≈ 143.0 GB of 16.0 GB");
+      expect($("plan").classList.contains("bad")).toBe(true);
+      expect($("memory").textContent).toContain("would fit: 49 frames");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("shows Rust's refusal (e.g. memory) with its code", async () => {

@@ -83,6 +83,8 @@ export class GenerateView {
         el("div", { id: "memory", class: "hint" }),
         el("ul", { id: "errors", class: "errors" }),
         el("button", { id: "generate", type: "submit", class: "primary", text: "Generate" }),
+        // The memory plan, next to Generate: "≈ 11.8 GB of 16.0 GB · q8 · tiled decode".
+        el("span", { id: "plan", class: "hint plan" }),
       ),
       el(
         "aside",
@@ -234,14 +236,23 @@ export class GenerateView {
     return errs;
   }
 
+  /** The memory plan line next to Generate and, below the form, its phases or why no
+   *  plan fits (Rust refuses such a run when queued). */
   private async estimate(p: GenerateParams): Promise<void> {
     const m = this.$("memory");
+    const line = this.$("plan");
     try {
       const e = await ipc.memoryEstimate(p);
-      m.textContent = `Memory: about ${form.formatBytes(e.total_bytes)} of ${form.formatBytes(e.machine_bytes)}`;
+      line.textContent = e.summary;
+      line.classList.toggle("bad", !e.fits);
       m.classList.toggle("bad", !e.fits);
-      if (e.reason) m.textContent += ` — ${e.reason}`;
+      m.textContent = e.fits
+        ? `Memory plan: ${Object.entries(e.phases)
+            .map(([phase, b]) => `${phase} ${form.formatBytes(b)}`)
+            .join(" · ")}`
+        : `Does not fit: ${e.reason ?? ""}`;
     } catch (err) {
+      line.textContent = "";
       m.textContent = asAppError(err).message;
     }
   }
