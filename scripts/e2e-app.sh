@@ -58,6 +58,29 @@ export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1 LIBGL_
 [[ $(id -u) == 0 ]] && export WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS=1
 export APP=$root/target/debug/wan-studio CKPT=$ckpt ARTIFACTS=$art TD=$td
 export CONVERT_DST=$data/ti2v_tiny-mlx
+# The image→video block: an I2V-A14B folder and an image to drop on the window.
+export I2V_CKPT=$(cd "$WAN_FIXTURES/checkpoints/i2v_a14b_tiny" && pwd)
+export I2V_IMAGE=$(cd "$WAN_FIXTURES/checkpoints" && pwd)/e2e_i2v_a14b_image.png
+
+# Issue 13: a mock Hugging Face Hub serving the fixture checkpoints (throttled so the
+# download's progress and cancel can be seen; every file response logged), and ffmpeg
+# reachable by the app only through a folder the test controls (WAN_FFMPEG_SEARCH_PATH
+# replaces PATH and the Homebrew folders), so the test can take ffmpeg away and back.
+hub_out=$art/mock-hub.out
+target/debug/examples/mock_hub "$WAN_FIXTURES/checkpoints" --bytes-per-sec 2000000 \
+  --log "$art/mock-hub.log" >"$hub_out" 2>&1 &
+hub_pid=$!
+trap 'kill "$hub_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+for _ in $(seq 100); do grep -q '^mock hub: ' "$hub_out" && break; sleep 0.1; done
+HF_ENDPOINT=$(sed -n 's/^mock hub: //p' "$hub_out")
+[[ -n $HF_ENDPOINT ]] || { echo "e2e-app: the mock hub did not start"; cat "$hub_out"; exit 1; }
+ffmpeg_dir=$data/ffmpeg-bin
+mkdir -p "$ffmpeg_dir"
+real_ffmpeg=$(command -v ffmpeg)
+ln -s "$real_ffmpeg" "$ffmpeg_dir/ffmpeg"
+unset WAN_FFMPEG
+export HF_ENDPOINT WAN_FFMPEG_SEARCH_PATH=$ffmpeg_dir FFMPEG_DIR=$ffmpeg_dir REAL_FFMPEG=$real_ffmpeg
+export HUB_LOG=$art/mock-hub.log HUB_ROOT=$WAN_FIXTURES/checkpoints
 echo "e2e-app: engine=$WAN_STUDIO_ENGINE ckpt=$ckpt data=$data"
 
 xvfb-run -a -s "-screen 0 1400x1000x24" bash -c '

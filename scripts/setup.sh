@@ -1,15 +1,60 @@
 #!/usr/bin/env bash
 # One-time, idempotent machine setup for building and testing Wan Studio.
-#  - macOS: nothing to install here (mlx-rs builds MLX with Metal through cargo;
-#    needs Xcode command line tools and cmake). ffmpeg from Homebrew for mp4 output.
+#  - macOS (Apple silicon, 14+): installs nothing; checks what the build needs and says
+#    how to get each missing piece: full Xcode (mlx-sys compiles MLX's Metal kernels
+#    with `metal`, which the Command Line Tools lack), cmake, Rust, Node (the UI), and
+#    ffmpeg + ffprobe (mp4 output, tests) from Homebrew. Exits 1 listing every problem.
 #  - x86_64 Debian/Ubuntu: apt packages (only the missing ones; needs root) and
 #    the hash-pinned PyPI `mlx-cpu` wheel unpacked into .mlx-dist/ (no MLX build).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-if [[ $(uname -s) != Linux ]]; then
-  echo "setup: nothing to do on $(uname -s)"
+if [[ $(uname -s) == Darwin ]]; then
+  problems=()
+  have() { command -v "$1" >/dev/null 2>&1; }
+  # Homebrew's folders, which a login shell has but a GUI-started one may not.
+  for d in /opt/homebrew/bin /usr/local/bin; do
+    [[ -d $d && :$PATH: != *:$d:* ]] && PATH=$PATH:$d
+  done
+  [[ $(uname -m) == arm64 ]] ||
+    problems+=("this Mac is $(uname -m): MLX needs Apple silicon (arm64) for Metal")
+  os=$(sw_vers -productVersion)
+  ((${os%%.*} >= 14)) || problems+=("macOS $os: MLX needs macOS 14 or newer")
+  if ! xcrun -sdk macosx metal --version >/dev/null 2>&1; then
+    if [[ $(xcode-select -p 2>/dev/null) == *CommandLineTools* ]]; then
+      problems+=("the Metal compiler is missing: the Command Line Tools have no \`metal\`. Install Xcode from the App Store, open it once, then: sudo xcode-select -s /Applications/Xcode.app/Contents/Developer")
+    else
+      problems+=("the Metal compiler is missing (\`xcrun -sdk macosx metal\` fails). Install Xcode from the App Store and select it (sudo xcode-select -s /Applications/Xcode.app/Contents/Developer); on Xcode 26+ also: xcodebuild -downloadComponent MetalToolchain")
+    fi
+  fi
+  have cmake || problems+=("cmake is missing: brew install cmake")
+  if have rustc; then
+    rv=$(rustc -V | awk '{print $2}')
+    [[ $(printf '%s\n1.90.0\n' "$rv" | sort -V | head -1) == 1.90.0 ]] ||
+      problems+=("Rust $rv is too old (1.90+): rustup update")
+  else
+    problems+=("Rust is missing: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh")
+  fi
+  if have node; then
+    nv=$(node -v | tr -d v)
+    ((${nv%%.*} >= 20)) || problems+=("Node $nv is too old for the UI (20+): brew install node")
+  else
+    problems+=("Node is missing (the UI is built with npm): brew install node")
+  fi
+  for t in ffmpeg ffprobe; do
+    have $t || problems+=("$t is missing (mp4 output, tests): brew install ffmpeg")
+  done
+  if ((${#problems[@]})); then
+    echo "setup: this Mac cannot build Wan Studio yet:" >&2
+    for p in "${problems[@]}"; do echo "  - $p" >&2; done
+    exit 1
+  fi
+  echo "setup: ok (macOS $os $(uname -m), $(xcrun -sdk macosx metal --version 2>&1 | head -1), $(cmake --version | head -1), rustc $rv, node $nv, $(ffmpeg -version | head -1 | cut -d' ' -f1-3))"
   exit 0
+fi
+if [[ $(uname -s) != Linux ]]; then
+  echo "setup: $(uname -s) is not supported (macOS on Apple silicon, or x86_64 Debian/Ubuntu)" >&2
+  exit 1
 fi
 
 dist=${MLX_DIST_DIR:-$root/.mlx-dist}

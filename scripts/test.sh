@@ -2,9 +2,9 @@
 # The project's test command (README, .ci/run): machine setup, then lint and every test:
 # the UI's unit tests, the Rust tests (parity against ../shared/fixtures included), and the
 # end-to-end test of the real desktop app under Xvfb (scripts/e2e-app.sh).
-# Parity tests read ../shared/fixtures (override with WAN_FIXTURES); with CI=true a
-# missing fixture folder is a failure, not a skip. WAN_SKIP_E2E=1 skips the app E2E
-# (for quick local runs; CI runs it).
+# Parity tests read ../shared/fixtures (override with WAN_FIXTURES); a missing fixture
+# folder or tool fails the tests (WAN_ALLOW_SKIP=1 skips instead: local runs only, never
+# here). WAN_SKIP_E2E=1 skips the app E2E (for quick local runs; CI runs it).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

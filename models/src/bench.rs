@@ -7,7 +7,7 @@ use mlx_rs::module::ModuleParameters;
 use mlx_rs::{Array, Dtype};
 use serde::Serialize;
 
-use crate::dit::{Timesteps, WanConfig, WanModel};
+use crate::dit::{Kernels, Timesteps, WanConfig, WanModel};
 use crate::error::Result;
 
 /// Replace every parameter with N(0, 0.02²) (timing only: no meaningful output).
@@ -55,6 +55,14 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// What a timed step recomputes (to measure each saving on its own).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StepMode {
+    /// Context K/V once per run (the pipelines) or in every step (the official forward).
+    pub kv_cached: bool,
+    pub kernels: Kernels,
+}
+
 /// Time `warmup + runs` DiT steps on a random latent `[C, F', h, w]` with a `text_tokens`
 /// context (batched CFG when `cfg`).
 pub fn time_dit_steps(
@@ -62,6 +70,7 @@ pub fn time_dit_steps(
     latent: [i32; 4],
     text_tokens: i32,
     cfg: bool,
+    mode: StepMode,
     warmup: usize,
     runs: usize,
 ) -> Result<StepTiming> {
@@ -98,10 +107,18 @@ pub fn time_dit_steps(
         _ => Timesteps::PerSample(vec![500.0; b as usize]),
     };
     let emb = model.embed_context(&ctxs)?;
-    mlx_rs::transforms::eval([&emb])?;
+    let kv = model.context_kv(&emb)?;
+    kv.eval()?;
     let step = || -> Result<f64> {
         let t0 = Instant::now();
-        let out = model.forward_embedded(&x, y.as_ref(), &t, &emb, None)?;
+        let fresh;
+        let kv = if mode.kv_cached {
+            &kv
+        } else {
+            fresh = model.context_kv(&emb)?;
+            &fresh
+        };
+        let out = model.forward_kv(&x, y.as_ref(), &t, kv, mode.kernels)?;
         mlx_rs::transforms::eval([&out])?;
         Ok(t0.elapsed().as_secs_f64())
     };
@@ -116,6 +133,108 @@ pub fn time_dit_steps(
     })
 }
 
+/// Matmul FLOPs (2·m·n·k per product, attention included) of one denoising step of `batch`
+/// samples with `tokens` latent tokens, for the official forward and for ours.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepFlops {
+    /// Official `WanModel.forward` per call: text embedding, per-token time embedding and
+    /// projection, cross-attention K/V in every block, every step.
+    pub official: f64,
+    /// Ours per step: the same blocks without the context K/V, the time embedding once per
+    /// distinct timestep (`distinct_t`), no text embedding.
+    pub ours_per_step: f64,
+    /// Ours once per run and expert: text embedding + every block's context K/V.
+    pub ours_once_per_run: f64,
+    /// `ours_per_step / official`.
+    pub ratio: f64,
+    /// `(ours_per_step + ours_once_per_run / steps) / official` for a `steps`-step run.
+    pub ratio_amortized: f64,
+    pub steps: usize,
+}
+
+/// FLOP model of one step (see [`StepFlops`]); `distinct_t` is 1 for t2v and A14B, 2 for
+/// ti2v image→video (t = 0 on the image frame).
+pub fn step_flops(
+    c: &WanConfig,
+    tokens: i64,
+    batch: i64,
+    distinct_t: i64,
+    steps: usize,
+) -> StepFlops {
+    let (b, l) = (batch as f64, tokens as f64);
+    let (d, f, lc) = (c.dim as f64, c.ffn_dim as f64, c.text_len as f64);
+    let (td, fq) = (c.text_dim as f64, c.freq_dim as f64);
+    let pv = c.patch_volume() as f64;
+    let mm = |m: f64, n: f64, k: f64| 2.0 * m * n * k;
+    let patch = mm(b * l, d, pv * c.in_dim as f64);
+    let head = mm(b * l, pv * c.out_dim as f64, d);
+    let time_rows = |rows: f64| mm(rows, d, fq) + mm(rows, d, d) + mm(rows, 6.0 * d, d);
+    let text = mm(b * lc, d, td) + mm(b * lc, d, d);
+    let block_step = 4.0 * mm(b * l, d, d) // self q, k, v, o
+        + 2.0 * mm(b * l, l, d) // self QKᵀ, PV
+        + 2.0 * mm(b * l, d, d) // cross q, o
+        + 2.0 * mm(b * l, lc, d) // cross QKᵀ, PV
+        + mm(b * l, f, d) + mm(b * l, d, f); // FFN
+    let cross_kv = 2.0 * mm(b * lc, d, d);
+    let n = c.num_layers as f64;
+    let official = patch + head + text + time_rows(b * l) + n * (block_step + cross_kv);
+    let ours_per_step = patch + head + time_rows(distinct_t as f64) + n * block_step;
+    let ours_once_per_run = text + n * cross_kv;
+    StepFlops {
+        official,
+        ours_per_step,
+        ours_once_per_run,
+        ratio: ours_per_step / official,
+        ratio_amortized: (ours_per_step + ours_once_per_run / steps.max(1) as f64) / official,
+        steps,
+    }
+}
+
+/// What a table-driven step cache (MagCache) does over a whole run of `steps` UniPC steps of
+/// `task` with CFG (no model needed: the decisions follow the calibration alone). Returns the
+/// record (computed / reused per step and branch); EasyCache decides on the latents at run
+/// time, so it has no plan (`None`).
+pub fn step_cache_plan(
+    task: crate::config::Task,
+    image: bool,
+    setting: crate::pipeline::StepCache,
+    steps: usize,
+    shift: f64,
+) -> Result<Option<Vec<crate::pipeline::StepRecord>>> {
+    use crate::config::Task;
+    use crate::pipeline::step_cache::{MagTable, Schedule, StepCacheState, Use};
+    if matches!(setting, crate::pipeline::StepCache::EasyCache { .. }) {
+        return Ok(None);
+    }
+    let cfg = task.config();
+    let solver = crate::solvers::Solver::new(crate::pipeline::SolverKind::Unipc, steps, shift)?;
+    let ts = solver.timesteps().to_vec();
+    let boundary = cfg.boundary.map(|b| b * 1000.0);
+    let high = |t: i64| boundary.is_some_and(|b| t as f64 >= b);
+    let table = match (task, image) {
+        (Task::Ti2v5B, false) => MagTable::Ti2vT2v,
+        (Task::Ti2v5B, true) => MagTable::Ti2vI2v,
+        (Task::T2vA14B, _) => MagTable::T2vA14B,
+        (Task::I2vA14B, _) => MagTable::I2vA14B,
+    };
+    let schedule = Schedule {
+        steps: ts.len(),
+        high_steps: boundary.map(|_| ts.iter().filter(|&&t| high(t)).count()),
+        table,
+    };
+    let mut state = StepCacheState::new(setting, schedule);
+    let x = Array::from_f32(0.0);
+    for (i, &t) in ts.iter().enumerate() {
+        let uses = state.decide(i, t, high(t), 2, &x)?;
+        for (b, u) in uses.iter().enumerate() {
+            if *u == Use::Computed {
+                state.store_residual(b, x.clone());
+            }
+        }
+    }
+    Ok(Some(state.record))
+}
+
 /// MLX allocator counters in bytes: (peak, active).
 pub fn memory() -> (usize, usize) {
     (
@@ -127,6 +246,30 @@ pub fn memory() -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flops_count_every_product_once() {
+        // dim 4, ffn 8, text_len 3, text_dim 5, freq 2, 1 layer, patch 1×1×1, C 1 → 1
+        let mut c = WanConfig::ti2v_5b();
+        (
+            c.dim,
+            c.ffn_dim,
+            c.text_len,
+            c.text_dim,
+            c.freq_dim,
+            c.num_layers,
+        ) = (4, 8, 3, 5, 2, 1);
+        (c.patch_size, c.in_dim, c.out_dim, c.num_heads) = ([1, 1, 1], 1, 1, 1);
+        let f = step_flops(&c, 2, 1, 1, 10);
+        // by hand (2·m·n·k): patch 16, head 16, text 2·3·4·5 + 2·3·4·4 = 216,
+        // time per token 2·2·(4·2 + 4·4 + 24·4) = 480, per distinct t 240,
+        // block: self 4·2·2·4·4 = 256, QKᵀ+PV 2·2·2·2·4 = 64, cross q/o 128,
+        // cross scores 2·2·2·3·4 = 96, FFN 2·(2·2·8·4) = 256 → 800; cross K/V 2·2·3·4·4 = 192
+        assert_eq!(f.official, 16.0 + 16.0 + 216.0 + 480.0 + 800.0 + 192.0);
+        assert_eq!(f.ours_per_step, 16.0 + 16.0 + 240.0 + 800.0);
+        assert_eq!(f.ours_once_per_run, 216.0 + 192.0);
+        assert_eq!(f.ratio_amortized, (1072.0 + 40.8) / 1720.0);
+    }
 
     #[test]
     fn median_of_odd_and_even() {

@@ -44,6 +44,26 @@ pub enum Error {
     /// No way to run the job fits the machine's memory (the plan says what would).
     #[error("does not fit in memory: {0}")]
     Memory(String),
+    /// No ffmpeg anywhere the lookup searches (`video::ffmpeg`); says what to install.
+    #[error("{0}")]
+    FfmpegMissing(String),
+    /// A download could not reach the server or the server refused (`hub`).
+    #[error("{0}")]
+    Network(String),
+    /// A downloaded file does not hash to what the server reported; it was not kept.
+    #[error("{path}: checksum mismatch (expected {expected}, got {got}); the file was discarded")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        got: String,
+    },
+    /// Not enough free disk space for what is left to download (checked before starting).
+    #[error("not enough disk space in {path}: {needed} bytes needed, {free} free")]
+    DiskSpace {
+        path: PathBuf,
+        needed: u64,
+        free: u64,
+    },
     #[error("MLX: {0}")]
     Mlx(#[from] mlx_rs::error::Exception),
 }
@@ -76,6 +96,10 @@ impl Error {
             Error::Cancelled => "cancelled",
             Error::External(_) => "external",
             Error::Memory(_) => "memory",
+            Error::FfmpegMissing(_) => "ffmpeg",
+            Error::Network(_) => "network",
+            Error::Checksum { .. } => "checksum",
+            Error::DiskSpace { .. } => "disk_space",
             Error::Mlx(_) => "mlx",
         }
     }

@@ -93,3 +93,43 @@ fn patch_embedding_weight_is_transposed_to_channels_last() {
         .item_cast::<f32>();
     assert_eq!(diff, 0.0);
 }
+
+/// The context K/V computed once and reused (what every sampling step does) give the same
+/// bits as recomputing them inside each forward, for several steps with different latents
+/// and timesteps; and the fast inference kernels stay within the parity tolerance.
+#[test]
+fn cached_context_kv_steps_equal_recomputation_bit_for_bit() {
+    use wan::dit::{Kernels, Timesteps};
+    let Some(path) = common::fixture("dit_ti2v.safetensors") else {
+        return;
+    };
+    let fx = Fixture::open(path).unwrap();
+    let cfg: WanConfig = serde_json::from_value(fx.cfg("constructor").unwrap().clone()).unwrap();
+    let model = WanModel::load(cfg, &fx.params().unwrap()).unwrap();
+    let x0 = fx.get_f32("input/x").unwrap().expand_dims(0).unwrap();
+    let ctx = model
+        .embed_context(&[fx.get_f32("input/context").unwrap()])
+        .unwrap();
+    let kv = model.context_kv(&ctx).unwrap();
+    kv.eval().unwrap();
+    let n = fx.get_vec_f32("input/t").unwrap().len();
+    for (step, t) in [999.0f32, 500.0, 3.0].into_iter().enumerate() {
+        let x = x0
+            .multiply(mlx_rs::Array::from_f32(1.0 - 0.3 * step as f32))
+            .unwrap();
+        let ts = Timesteps::PerToken(vec![t; n]);
+        let recomputed = model.forward_embedded(&x, None, &ts, &ctx, None).unwrap();
+        let cached = model
+            .forward_kv(&x, None, &ts, &kv, Kernels::Exact)
+            .unwrap();
+        let a: Vec<f32> = recomputed.as_slice().to_vec();
+        let b: Vec<f32> = cached.as_slice().to_vec();
+        assert!(
+            a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "step {step}"
+        );
+        let fast = model.forward_kv(&x, None, &ts, &kv, Kernels::Fast).unwrap();
+        let c = wan::fixture::compare("fast kernels", &fast, &recomputed, 1e-5).unwrap();
+        assert!(c.passed(), "{}", c.line());
+    }
+}

@@ -88,6 +88,13 @@ fn each_validation_error_is_clear() {
         "memory",
         "would fit:",
     );
+    run(with(&["--step_cache", "fast"]), "input", "--step_cache");
+    run(with(&["--step_cache", "magcache:x"]), "input", "threshold");
+    run(
+        with(&["--lora_high", "/no/such/high.safetensors"]),
+        "missing",
+        "high.safetensors",
+    );
     let missing = ti2v.join("no-such-dir");
     refused(
         &[
@@ -129,13 +136,65 @@ fn each_validation_error_is_clear() {
         "input",
         "needs --image",
     );
+    // A 3000×100 strip at the area 96·64: the official best_output_size divides by zero;
+    // refused before any model loads.
+    let strip = dir.join("strip.png");
+    image::RgbImage::new(3000, 100).save(&strip).unwrap();
+    refused(
+        &[
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            t,
+            "--size",
+            "96*64",
+            "--any_size",
+            "--image",
+            strip.to_str().unwrap(),
+        ],
+        "input",
+        "cannot be fitted to the area 6144",
+    );
     // Output folder that does not exist.
     run(
         with(&["--save_file", "/no/such/folder/out.mp4"]),
         "missing",
         "/no/such/folder",
     );
-    assert!(std::fs::read_dir(&dir).unwrap().count() == 1);
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// No ffmpeg anywhere (empty search path, no WAN_FFMPEG): refused before any weight is
+/// loaded, with the platform's install hint, and nothing written.
+#[test]
+fn missing_ffmpeg_is_refused_before_loading() {
+    let Some(ti2v) = ckpt("ti2v_tiny") else {
+        return;
+    };
+    let dir = tmpdir("noffmpeg");
+    let out = dir.join("clip.mp4");
+    let o = bin()
+        .env_remove(wan::video::ffmpeg::FFMPEG_ENV)
+        .env(wan::video::ffmpeg::SEARCH_PATH_ENV, "")
+        .args(["--task", "ti2v-5B", "--ckpt_dir", ti2v.to_str().unwrap()])
+        .args(["--size", "1280*704", "--save_file", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("[ffmpeg]") && e.contains("ffmpeg was not found"),
+        "{e}"
+    );
+    let hint = if cfg!(target_os = "macos") {
+        "brew install ffmpeg"
+    } else {
+        "apt-get install ffmpeg"
+    };
+    assert!(e.contains(hint), "{e}");
+    assert!(!e.contains("loading"), "weights were loaded first: {e}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -173,7 +232,10 @@ fn generate_sidecar(
         .iter()
         .map(|p| p["phase"].as_str().unwrap())
         .collect();
-    assert!(phases.ends_with(&["load", "denoise", "decode"]), "{phases:?}");
+    assert!(
+        phases.ends_with(&["load", "denoise", "decode"]),
+        "{phases:?}"
+    );
     assert!(stderr(&o).contains("plan (cpu): ≈ "), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
     (stderr(&o), side)
@@ -237,7 +299,7 @@ fn ti2v_image_to_video_writes_a_valid_mp4() {
     let Some(c) = ckpt("ti2v_tiny") else { return };
     let img = c.parent().unwrap().join("e2e_ti2v_i2v_image.png");
     // A 64×96 image and the 1280*704 area: best_output_size keeps the 2:3 aspect.
-    let (w, h) = wan::video::best_output_size(64, 96, 32, 32, 1280.0 * 704.0);
+    let (w, h) = wan::video::best_output_size(64, 96, 32, 32, 1280 * 704).unwrap();
     generate_ok(
         "ti2v-i2v",
         &[
@@ -260,6 +322,92 @@ fn ti2v_image_to_video_writes_a_valid_mp4() {
         ],
         (w, h, 9),
     );
+}
+
+/// `generate --task i2v-A14B --image` replays the official `e2e_i2v_a14b` run (its noise
+/// injected with `--noise`): an mp4 of the official output size (80×32 from a 72×40 image,
+/// not the `--size`), and frames equal to the official video up to uint8 rounding.
+#[test]
+fn i2v_a14b_image_to_video_replays_the_official_run() {
+    let Some(fx_path) = common::fixture("e2e_i2v_a14b.safetensors") else {
+        return;
+    };
+    let fx = wan::fixture::Fixture::open(&fx_path).unwrap();
+    let cli = |k: &str| fx.cfg(&format!("cli_equivalent.{k}")).unwrap().clone();
+    let s = |k: &str| cli(k).as_str().unwrap().to_string();
+    let fixtures = fx_path.parent().unwrap();
+    let ckpt = fixtures.join(s("ckpt_dir"));
+    let image = fixtures.join("checkpoints").join(s("image"));
+    let wh = fx.cfg("effective.output_wh").unwrap();
+    let (ow, oh) = (
+        wh[0].as_u64().unwrap() as u32,
+        wh[1].as_u64().unwrap() as u32,
+    );
+    let video = fx.get_f32("output/video").unwrap(); // [3, F, H, W] in [−1, 1]
+    let frames = video.shape()[1] as u32;
+    assert_ne!(
+        (ow, oh),
+        wan::config::parse_size(&s("size"))
+            .map(|(w, h)| (w as u32, h as u32))
+            .unwrap()
+    );
+
+    let dir = tmpdir("i2v-a14b");
+    let (out, pngs) = (dir.join("clip.mp4"), dir.join("frames"));
+    let o = bin()
+        .args(["--task", &s("task"), "--ckpt_dir", ckpt.to_str().unwrap()])
+        .args([
+            "--image",
+            image.to_str().unwrap(),
+            "--size",
+            &s("size"),
+            "--any_size",
+        ])
+        .args(["--frame_num", &cli("frame_num").to_string()])
+        .args(["--sample_steps", &cli("sample_steps").to_string()])
+        .args(["--sample_solver", &s("sample_solver")])
+        .args([
+            "--prompt",
+            &s("prompt"),
+            "--negative_prompt",
+            &s("n_prompt"),
+        ])
+        .args(["--base_seed", &cli("base_seed").to_string()])
+        .args(["--noise", fx_path.to_str().unwrap()])
+        .args(["--frames_dir", pngs.to_str().unwrap()])
+        .args(["--save_file", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (codec, w, h, n, pix) = common::probe(&out);
+    assert_eq!(
+        (codec.as_str(), w, h, n, pix.as_str()),
+        ("h264", ow, oh, frames, "yuv420p")
+    );
+
+    // The official uint8 frames: trunc((x + 1) / 2 · 255) of the recorded video.
+    let v: Vec<f32> = video.to_vec_cast::<f32>().unwrap();
+    let (hh, ww) = (oh as usize, ow as usize);
+    let mut worst = 0i32;
+    for f in 0..frames as usize {
+        let png = image::open(pngs.join(format!("frame_{f:05}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(png.dimensions(), (ow, oh));
+        for (i, p) in png.pixels().enumerate() {
+            for c in 0..3 {
+                let x = v[((c * frames as usize + f) * hh + i / ww) * ww + i % ww];
+                let want = ((x.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0) as i32;
+                worst = worst.max((p.0[c] as i32 - want).abs());
+            }
+        }
+    }
+    // Float differences of ~1e-5 can only flip a level at a rounding boundary.
+    assert!(
+        worst <= 1,
+        "frames differ from the official video by {worst} levels"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -294,6 +442,63 @@ fn t2v_a14b_writes_a_valid_mp4() {
         "{log}"
     );
     assert!(!log.contains("warning: the prompt"), "{log}");
+}
+
+/// `--step_cache magcache:0.06` with 6 steps: the sidecar lists, per step and branch, what
+/// was computed and what reused, following the official calibration (`TI2V_T2V`): nearest
+/// calibrated steps 0, 10, 20, 29, 39, 49; cond ratios .9945 (step 1), .99201 (2), .97171 (4),
+/// .96949 (5); retention 0.2 keeps model calls < 2 (step 0) computed; then step 1 reuses
+/// (error .0055), step 2 reuses (.0189, 2 skips), step 3 computes (K = 2), step 4 reuses
+/// (.0283), step 5 computes (.0283 + .0579 ≥ .06). The uncond ratios give the same.
+#[test]
+fn sidecar_records_computed_and_reused_steps() {
+    let Some(c) = ckpt("ti2v_tiny") else { return };
+    let dir = tmpdir("magcache");
+    let out = dir.join("clip.mp4");
+    let o = bin()
+        .args([
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            c.to_str().unwrap(),
+            "--size",
+            "256*160",
+            "--any_size",
+            "--frame_num",
+            "5",
+            "--sample_steps",
+            "6",
+            "--prompt",
+            "A red fox runs.",
+            "--step_cache",
+            "magcache:0.06",
+            "--base_seed",
+            "3",
+            "--save_file",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("clip.mp4.json")).unwrap()).unwrap();
+    let sc = &side["step_cache"];
+    assert_eq!(sc["setting"], "magcache:0.06:2", "{sc}");
+    assert_eq!(side["params"]["step_cache"], "magcache:0.06:2");
+    let steps = sc["steps"].as_array().unwrap();
+    let list = |branch: &str| -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| s[branch].as_str().unwrap().to_string())
+            .collect()
+    };
+    let want = [
+        "computed", "reused", "reused", "computed", "reused", "computed",
+    ];
+    assert_eq!(list("cond"), want);
+    assert_eq!(list("uncond"), want);
+    assert_eq!(sc["dit_evaluations"], 6);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Ctrl-C (SIGINT) during sampling: exit code 130 within about one step, nothing written.

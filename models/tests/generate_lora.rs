@@ -6,6 +6,7 @@ use std::process::Command;
 
 use wan::checkpoint::Checkpoint;
 use wan::checkpoint::folder::Expert;
+use wan::lora_file::LoraSpec;
 use wan::train::lora::{LoraConfig, LoraWan};
 use wan::train::{AdamWConfig, FlowBatch, LrSchedule, Rng, Trainer};
 
@@ -115,8 +116,9 @@ fn generate_applies_a_trained_lora_with_its_scale() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
-/// A14B LoRAs are trained per expert (`train_lora --expert`): `lora_expert` merges the file
-/// into that expert only; without it both experts get it; a one-DiT task refuses the option.
+/// A14B LoRAs are trained per expert (`train_lora --expert`, Lightning's high/low pair): a
+/// per-expert file goes into that expert only, a Lightning-layout folder gives each expert its
+/// own file, a plain file goes into both; a one-DiT task refuses per-expert files.
 #[test]
 fn a14b_lora_goes_into_the_chosen_expert_only() {
     use std::collections::BTreeMap;
@@ -132,7 +134,7 @@ fn a14b_lora_goes_into_the_chosen_expert_only() {
     let r = 2;
     let tmp =
         std::env::temp_dir().join(format!("wan-a14b-lora-{}.safetensors", std::process::id()));
-    let mut t = BTreeMap::new();
+    let mut t: BTreeMap<String, mlx_rs::Array> = BTreeMap::new();
     let key = |k: &str| format!("diffusion_model.blocks.0.self_attn.q.{k}");
     t.insert(
         key("lora_A.weight"),
@@ -155,11 +157,15 @@ fn a14b_lora_goes_into_the_chosen_expert_only() {
         w.as_slice::<f32>().to_vec()
     };
     let load = |expert: Option<Expert>| {
+        let lora = match expert {
+            Some(Expert::HighNoise) => LoraSpec::per_expert(Some(tmp.clone()), None, 1.0),
+            Some(_) => LoraSpec::per_expert(None, Some(tmp.clone()), 1.0),
+            None => LoraSpec::from_path(&tmp, 1.0),
+        };
         let opts = LoadOptions {
             dtype: mlx_rs::Dtype::Float32,
             one_expert_at_a_time: false,
-            lora: Some((tmp.clone(), 1.0)),
-            lora_expert: expert,
+            lora: Some(lora.unwrap()),
             preview_cache: None,
             quantize: None,
         };
@@ -190,13 +196,54 @@ fn a14b_lora_goes_into_the_chosen_expert_only() {
     assert_ne!(q_of(&mut both, 999), hb);
     assert_ne!(q_of(&mut both, 0), lb);
 
+    // Lightning layout: high_noise_model / low_noise_model in one folder. The low file here
+    // is the same LoRA at twice the strength (B doubled): the low expert must get exactly
+    // that, the high one the plain file.
+    let folder = std::env::temp_dir().join(format!("wan-lightning-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(&tmp, folder.join(wan::lora_file::HIGH_FILE)).unwrap();
+    t.insert(
+        key("lora_B.weight"),
+        mlx_rs::Array::from_slice(&vec![0.5f32; (out * r) as usize], &[out, r]),
+    );
+    wan::checkpoint::safetensors::save(
+        &folder.join(wan::lora_file::LOW_FILE),
+        &t,
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        dtype: mlx_rs::Dtype::Float32,
+        one_expert_at_a_time: false,
+        lora: Some(LoraSpec::from_path(&folder, 1.0).unwrap()),
+        preview_cache: None,
+        quantize: None,
+    };
+    let mut lightning = load_models(&ck, task, &opts).map(|(_, e)| e).unwrap();
+    // ΔW = B·A: every entry r·0.5·0.25 (high) and r·0.5·0.5 (low)
+    let (dh, dl) = (r as f32 * 0.125, r as f32 * 0.25);
+    let high_q = q_of(&mut lightning, 999);
+    let low_q = q_of(&mut lightning, 0);
+    for (got, was) in high_q.iter().zip(&hb) {
+        assert!(
+            (got - (was + dh)).abs() < 1e-6,
+            "high expert: {got} vs {was} + {dh}"
+        );
+    }
+    for (got, was) in low_q.iter().zip(&lb) {
+        assert!(
+            (got - (was + dl)).abs() < 1e-6,
+            "low expert: {got} vs {was} + {dl}"
+        );
+    }
+    std::fs::remove_dir_all(&folder).ok();
+
     // One-DiT tasks have no experts to choose from.
     let ti2v = Checkpoint::open(fx.join("checkpoints/ti2v_tiny")).unwrap();
     let opts = LoadOptions {
         dtype: mlx_rs::Dtype::Float32,
         one_expert_at_a_time: false,
-        lora: Some((tmp.clone(), 1.0)),
-        lora_expert: Some(Expert::HighNoise),
+        lora: Some(LoraSpec::per_expert(Some(tmp.clone()), None, 1.0).unwrap()),
         preview_cache: None,
         quantize: None,
     };

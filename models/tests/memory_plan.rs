@@ -37,6 +37,8 @@ fn umt5_is_released_before_the_dit_loads_and_a_cached_prompt_never_loads_it() {
         solver: SolverKind::Unipc,
         seed: 3,
         image: None,
+        step_cache: Default::default(),
+        lora: None,
     };
     let cache_dir = tmp("t5cache");
     let cache = ContextCache::new(&cache_dir, 8);
@@ -75,8 +77,6 @@ fn umt5_is_released_before_the_dit_loads_and_a_cached_prompt_never_loads_it() {
     let run = |plan: wan::memory::Plan| {
         let opts = PhasedOptions {
             plan,
-            lora: None,
-            lora_expert: None,
             preview_cache: None,
             context_cache: Some(ContextCache::new(&cache_dir, 8)),
             noise: None,

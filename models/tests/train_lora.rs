@@ -162,7 +162,11 @@ fn merge_lora_refuses_mismatched_files() {
     let before = (*model.blocks[0].self_attn.q.weight).clone();
     let err = merge_lora(&mut model, &path, 1.0).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("blocks.0.self_attn.q: A [4, 3]"), "{msg}");
+    assert!(msg.contains("lora_A.weight` [4, 3]"), "{msg}");
+    assert!(
+        msg.contains("do not fit `blocks.0.self_attn.q.weight`"),
+        "{msg}"
+    );
     assert!(msg.contains("blocks.9.ffn.0"), "{msg}");
     assert!(msg.contains("`something.else`"), "{msg}");
     assert_eq!(

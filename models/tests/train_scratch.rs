@@ -98,13 +98,8 @@ fn exported_batches_are_the_training_batches() {
 }
 
 #[test]
-fn samples_are_written_as_mp4_when_ffmpeg_exists() {
-    if std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: ffmpeg not installed");
+fn samples_are_written_as_mp4() {
+    if !common::tool("ffmpeg") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("wan-mp4-{}", std::process::id()));

@@ -40,7 +40,8 @@ fn previewer_quality_is_above_the_documented_threshold() {
             "{name}: no better than a flat frame: {report:?}"
         );
 
-        // Speed: a 5B-720p-sized latent (31 × 44 × 80 cells) previews in milliseconds.
+        // Shape of a 5B-720p-sized latent (31 × 44 × 80 cells); its speed is printed, not
+        // asserted (timing targets live in benchmarks, not tests).
         let z =
             mlx_rs::random::normal::<f32>(&[vae.cfg.z_dim, 31, 44, 80], None, None, None).unwrap();
         z.eval().unwrap();
@@ -53,7 +54,6 @@ fn previewer_quality_is_above_the_documented_threshold() {
         }
         let p = p.unwrap();
         eprintln!("{name}: preview of [_, 31, 44, 80] in {ms:.1} ms (best of 3)");
-        assert!(ms < 1000.0, "{name}: preview took {ms} ms");
         assert_eq!(p.frames.len(), 31);
         assert_eq!(
             (p.width, p.height),

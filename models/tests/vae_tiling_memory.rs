@@ -7,7 +7,10 @@ use wan::vae::tiling::Tiling;
 use wan::vae::{RunOpts, VaeConfig, VaeKind, WanVae};
 
 /// Measured on CPU (vae22 fixture weights, random latent [48, 3, 8, 8] → 9×128×128):
-/// untiled peak 102 MiB, tiled 4/1 peak 33 MiB; the estimator gives 108 MiB / 27 MiB.
+/// untiled peak 101.9 MiB, tiled 4/1 peak 30.8 MiB; the estimator gives 108 MiB / 27 MiB.
+/// The estimate is an upper bound of the untiled peak, asserted without slack; a tiled
+/// decode also holds the whole output frames beside its tile, so its peak is compared
+/// with the untiled one only.
 #[test]
 fn tiling_lowers_peak_memory_and_the_estimate_bounds_it() {
     let Some(path) = common::fixture("vae22.safetensors") else {
@@ -47,5 +50,9 @@ fn tiling_lowers_peak_memory_and_the_estimate_bounds_it() {
         mib(vae.decode_bytes(4, 4) as usize)
     );
     assert!(tiled * 2 < untiled, "tiled {tiled} vs untiled {untiled}");
-    assert!(untiled as u64 <= vae.decode_bytes(8, 8) * 5 / 4);
+    let bound = vae.decode_bytes(8, 8);
+    assert!(
+        untiled as u64 <= bound,
+        "untiled peak {untiled} above the estimate {bound}"
+    );
 }

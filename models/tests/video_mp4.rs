@@ -32,12 +32,12 @@ fn mp4_is_h264_yuv420p_with_every_frame_and_errors_are_clear() {
     write_png_frames(&dir.join("frames"), &frames).unwrap();
     assert!(dir.join("frames/frame_00004.png").is_file());
 
-    // A missing ffmpeg is a clear external error and leaves nothing behind.
+    // A missing ffmpeg is a clear error naming the bad setting and leaves nothing behind.
     unsafe { std::env::set_var("WAN_FFMPEG", dir.join("no-such-ffmpeg")) };
     let err = write_mp4(&dir.join("x.mp4"), &frames, 24).unwrap_err();
     unsafe { std::env::remove_var("WAN_FFMPEG") };
-    assert_eq!(err.code(), "external");
-    assert!(err.to_string().contains("ffmpeg"), "{err}");
+    assert_eq!(err.code(), "ffmpeg");
+    assert!(err.to_string().contains("no-such-ffmpeg"), "{err}");
     assert!(!dir.join("x.mp4").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -195,6 +195,12 @@ pub fn inspect(path: &Path) -> AppResult<CheckpointInfo> {
     if !path.join("google/umt5-xxl/tokenizer.json").is_file() {
         problems.push("tokenizer missing (google/umt5-xxl/tokenizer.json)".into());
     }
+    // Files appear one by one as they are verified: only a finished download is usable.
+    if wan::hub::download::is_partial(&path) {
+        problems.push(
+            "the download into this folder has not finished: resume it in Models → Download".into(),
+        );
+    }
     let name = match (task, dits.first()) {
         (Some(t), Some(d)) => format!("{} (dim {}, {} layers)", t.name(), d.dim, d.num_layers),
         _ => "unrecognised folder".into(),
@@ -246,6 +252,6 @@ pub fn plan(
         machine,
         &wan::memory::Overrides::default(),
         cache,
-        false,
+        params.lora.is_some(),
     )?)
 }

@@ -6,9 +6,12 @@
 //! choices; `checkpoint` validates folders and plans memory (through `wan::memory`).
 pub mod checkpoint;
 pub mod commands;
+pub mod downloads;
 pub mod error;
+pub mod ffmpeg;
 pub mod gallery;
 pub mod jobs;
+pub mod selfcheck;
 pub mod settings;
 
 use std::sync::Arc;
@@ -30,7 +33,18 @@ pub fn engine_kind() -> &'static str {
 }
 
 fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
+    // Before any MLX work: a .app names its bundled Metal kernels (see wan::metallib).
+    match wan::metallib::use_bundled_metallib() {
+        Ok(Some(p)) => eprintln!("wan-studio: Metal kernels {}", p.display()),
+        Ok(None) => {}
+        Err(e) => eprintln!("wan-studio: warning: bundled Metal kernels not usable: {e}"),
+    }
     let data_dir = settings::data_dir()?;
+    // An ffmpeg downloaded into the data dir is found by every later lookup.
+    wan::video::ffmpeg::set_app_data_dir(&data_dir);
+    if let Err(e) = wan::video::ffmpeg::find() {
+        eprintln!("wan-studio: {e}");
+    }
     let gallery = Arc::new(gallery::Gallery::open(data_dir.join("gallery"))?);
     // The asset protocol may read the gallery and nothing else (the configured scope is
     // empty because the folder is only known at run time).
@@ -62,6 +76,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         sink: sink.clone(),
     };
     jobs::worker::spawn(ctx, make_engine)?;
+    app.manage(Arc::new(downloads::Downloads::new()));
     app.manage(AppState {
         queue,
         gallery,
@@ -94,6 +109,15 @@ pub fn run() {
             commands::models::app_info,
             commands::models::memory_estimate,
             commands::models::convert_checkpoint,
+            commands::downloads::hub_repos,
+            commands::downloads::models_dir,
+            commands::downloads::set_models_dir,
+            commands::downloads::hub_repo_state,
+            commands::downloads::download_model,
+            commands::downloads::cancel_download,
+            commands::downloads::active_download,
+            commands::downloads::ffmpeg_status,
+            commands::downloads::download_ffmpeg,
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     let app = match app {

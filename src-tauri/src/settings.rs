@@ -34,6 +34,11 @@ pub fn context_cache_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("t5-contexts")
 }
 
+/// Default home of downloaded models (Models → Download; user-changeable).
+pub fn default_models_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("models")
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -41,6 +46,8 @@ pub struct Settings {
     pub checkpoint_dir: Option<PathBuf>,
     /// The Generate form as last submitted (restored on launch).
     pub last_params: Option<GenerateParams>,
+    /// Where Models → Download puts repos (default `<data dir>/models`).
+    pub models_dir: Option<PathBuf>,
 }
 
 impl Settings {

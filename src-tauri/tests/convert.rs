@@ -1,6 +1,8 @@
 //! Checkpoint conversion through the job path: the tiny official fixture folder is
 //! converted by the real worker (MLX, the library's `convert`), with progress, cancel,
 //! the settings switch, and the Rust-side checks of the paths the UI sends.
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -23,23 +25,9 @@ use wan_studio::settings::{Settings, SettingsStore};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The official-layout tiny TI2V folder, or `None` (skip) outside CI when absent.
+/// The official-layout tiny TI2V folder (`None` only when skipping is allowed).
 fn tiny() -> Option<PathBuf> {
-    let root = std::env::var("WAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-        });
-    let dir = root.join("checkpoints/ti2v_tiny");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{dir:?} missing"
-    );
-    eprintln!("skipping: {} not found", dir.display());
-    None
+    common::tiny_folder("ti2v_tiny")
 }
 
 /// Forwards job events to the test; optionally cancels a job at its first progress event.

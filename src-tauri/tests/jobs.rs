@@ -31,6 +31,8 @@ fn params(prompt: &str, steps: usize) -> GenerateParams {
         solver: SolverKind::Unipc,
         seed: 42,
         image: None,
+        step_cache: Default::default(),
+        lora: None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Rust-side validation of what the UI sends: settings, checkpoint folders, memory,
 //! image paths, export targets, persisted settings.
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use wan::config::Task;
 use wan::pipeline::{GenerateParams, SolverKind};
@@ -26,6 +28,8 @@ fn params() -> GenerateParams {
         solver: SolverKind::Unipc,
         seed: 1,
         image: None,
+        step_cache: Default::default(),
+        lora: None,
     }
 }
 
@@ -108,24 +112,14 @@ fn shard_names_cannot_escape_the_folder() {
 
 #[test]
 fn the_official_tiny_folder_is_usable() {
-    let root = std::env::var("WAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-        });
     for (name, task) in [
         ("ti2v_tiny", Task::Ti2v5B),
         ("t2v_a14b_tiny", Task::T2vA14B),
+        ("i2v_a14b_tiny", Task::I2vA14B),
     ] {
-        let dir = root.join("checkpoints").join(name);
-        if !dir.is_dir() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{dir:?} missing"
-            );
-            eprintln!("skipping: {} not found", dir.display());
+        let Some(dir) = common::tiny_folder(name) else {
             return;
-        }
+        };
         let info = checkpoint::inspect(&dir).unwrap();
         assert!(info.problems.is_empty(), "{name}: {:?}", info.problems);
         assert_eq!(info.task, Some(task));
@@ -186,20 +180,9 @@ fn task_must_match_the_checkpoint() {
 /// reports its plan; one that no plan fits is refused (code `memory`) with what would fit.
 #[test]
 fn a_run_no_memory_plan_fits_is_refused_with_a_suggestion() {
-    let root = std::env::var("WAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-        });
-    let dir = root.join("checkpoints/ti2v_tiny");
-    if !dir.is_dir() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{dir:?} missing"
-        );
-        eprintln!("skipping: {} not found", dir.display());
+    let Some(dir) = common::tiny_folder("ti2v_tiny") else {
         return;
-    }
+    };
     let info = checkpoint::inspect(&dir).unwrap();
     let plan = check_memory(&params(), &info, 16 * GIB, None).unwrap();
     assert!(plan.fits && plan.predicted_peak_bytes > 0, "{plan:?}");
@@ -225,6 +208,31 @@ fn a_run_no_memory_plan_fits_is_refused_with_a_suggestion() {
     );
 }
 
+/// An image the official size rules cannot fit to the area (they divide by zero) is
+/// refused at validation, with the reason; a normal one passes.
+#[test]
+fn images_the_official_size_rules_cannot_fit_are_refused() {
+    let (_d, info) = ckpt();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, w: u32, h: u32| {
+        let png = wan_studio::gallery::encode_png(w, h, &vec![0; (w * h * 3) as usize]).unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    };
+    let mut p = params();
+    p.image = Some(write("ok.png", 64, 96));
+    validate(&p, &info).unwrap();
+    // 3000×100 at the area 96·64: the official best_output_size divides by zero.
+    p.image = Some(write("strip.png", 3000, 100));
+    let e = validate(&p, &info).unwrap_err();
+    assert_eq!(e.code, "input", "{e}");
+    assert!(e.message.contains("cannot be fitted"), "{e}");
+    // The same image fits a larger area.
+    p.size = (1280, 704);
+    validate(&p, &info).unwrap();
+}
+
 #[test]
 fn image_sizes_come_from_png_and_jpeg_headers() {
     let png = wan_studio::gallery::encode_png(7, 3, &[0; 7 * 3 * 3]).unwrap();
@@ -244,6 +252,7 @@ fn settings_persist_and_a_corrupt_file_falls_back_to_defaults() {
     let s = Settings {
         checkpoint_dir: Some("/models/ti2v".into()),
         last_params: Some(params()),
+        models_dir: Some("/Volumes/big/models".into()),
     };
     s.save(d.path()).unwrap();
     assert_eq!(Settings::load(d.path()), s);
@@ -258,5 +267,44 @@ fn export_only_to_a_new_mp4_outside_the_gallery() {
     assert_eq!(
         g.export("1-0", &d.path().join("x.mp4")).unwrap_err().code,
         "not_found"
+    );
+}
+
+/// `wan-studio --self-check` (what bundle.sh runs on the built .app): MLX computes, the
+/// ffmpeg in use is reported with its source; with none found it fails, with the fix.
+#[test]
+fn self_check_reports_mlx_and_ffmpeg_and_fails_without_ffmpeg() {
+    let d = tempfile::tempdir().unwrap();
+    let fake = d.path().join("ffmpeg");
+    std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = |search: &Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wan-studio"))
+            .arg("--self-check")
+            .env_remove("WAN_FFMPEG")
+            .env("WAN_FFMPEG_SEARCH_PATH", search)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), v)
+    };
+    let (code, v) = run(d.path());
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["mlx"]["matmul"], "ok");
+    assert_eq!(v["ffmpeg"]["source"], "path");
+    assert_eq!(v["ffmpeg"]["path"], fake.to_str().unwrap());
+    let (code, v) = run(&d.path().join("empty"));
+    assert_eq!(code, Some(1));
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["ffmpeg"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ffmpeg was not found"),
+        "{v}"
     );
 }

@@ -4,9 +4,12 @@
 // Env: APP (binary), CKPT (checkpoint folder), ARTIFACTS (screenshot folder).
 // Flow: launch → Models: choose CKPT → Generate: prompt, 96×64, 5 frames, 2 steps →
 // ≥1 live preview → the clip plays → finished clip in the Gallery → restart → the clip is
-// still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips.
+// still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips →
+// Models: choose I2V_CKPT → drop I2V_IMAGE on the window → an i2v-A14B clip → 3 clips →
+// (issue 13) restart without ffmpeg: notice + job refused → ffmpeg back → download
+// ti2v_tiny from the mock Hub (cancel, resume) → generate on it → 4 clips.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
@@ -15,8 +18,12 @@ const CKPT = process.env.CKPT;
 const OUT = process.env.ARTIFACTS ?? "test-artifacts";
 const PROMPT = "A red fox runs through fresh snow at dawn.";
 const PROMPT2 = "Paper lanterns drift over a river at night.";
+const PROMPT3 = "A white cat in sunglasses sits on a surfboard at the beach.";
 const CONVERT_DST = process.env.CONVERT_DST;
-if (!APP || !CKPT || !CONVERT_DST) throw new Error("set APP, CKPT and CONVERT_DST");
+const I2V_CKPT = process.env.I2V_CKPT;
+const I2V_IMAGE = process.env.I2V_IMAGE;
+if (!APP || !CKPT || !CONVERT_DST || !I2V_CKPT || !I2V_IMAGE)
+  throw new Error("set APP, CKPT, CONVERT_DST, I2V_CKPT and I2V_IMAGE");
 mkdirSync(OUT, { recursive: true });
 
 const t0 = Date.now();
@@ -305,9 +312,183 @@ try {
   if (!status2.startsWith("Done")) throw new Error(`generation on the converted folder failed: ${status2}`);
   await s.click("#tab-gallery");
   await s.until("both clips in the gallery", "return document.querySelectorAll('.clip-card').length === 2", 30000);
+
+  // ---- i2v-A14B image→video by drag-and-drop (issue 14) -------------------------------
+  // A file dropped on the window reaches the page as Tauri's `tauri://drag-drop` event: for a
+  // native drop the Rust side evaluates
+  //   window.__internal_unstable_listeners_function_id__({event, payload}, listenerIds)
+  // (tauri 2.12, src/event/mod.rs + manager/webview.rs). We make that same call with a real
+  // path, so the UI's onDragDropEvent handler, read_image, the output-size hint, validation,
+  // the queue and the real MLX pipeline run exactly as for a drop; only GTK's DnD is skipped.
+  await s.click("#tab-models");
+  await s.type("#ckpt-path", I2V_CKPT);
+  await s.click("#ckpt-use");
+  await s.until("the i2v-A14B folder to be accepted", "return /Using i2v-A14B/.test(document.querySelector('#ckpt-status').textContent)", 30000);
+  await s.click("#tab-generate");
+  await s.set("#task", "i2v-A14B");
+  await s.type("#prompt", PROMPT3);
+  await s.set("#size", "custom");
+  await s.set("#width", 80);
+  await s.set("#height", 48);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  const listeners = await s.js(
+    `const fn = window.__internal_unstable_listeners_function_id__;
+     const ls = (window.__internal_unstable_listeners_object_id__ || {})['tauri://drag-drop'] || {};
+     const ids = Object.getOwnPropertyNames(ls).map(Number);
+     if (fn && ids.length) fn({ event: 'tauri://drag-drop', payload: { paths: [arguments[0]], position: { x: 300, y: 300 } } }, ids);
+     return ids.length;`,
+    I2V_IMAGE,
+  );
+  if (!listeners) throw new Error("no tauri://drag-drop listener in the page");
+  // The 72×40 image and the area 80·48 give the official 80×32 (aspect kept, not the size).
+  const hint = await s.until(
+    "the dropped image in the form",
+    "const t = document.querySelector('#image-output-size').textContent; return !document.querySelector('#image-preview').hidden && t",
+    30000,
+  );
+  log("dropped:", hint);
+  if (!hint.includes("80×32")) throw new Error(`wrong output size for the dropped image: ${hint}`);
+  const formErrors = await s.js("return document.querySelector('#errors').textContent");
+  if (formErrors) throw new Error(`form refused the i2v-A14B run: ${formErrors}`);
+  await s.shot("09-i2v-dropped");
+  await s.click("#generate");
+  const status3 = await s.until(
+    "the i2v-A14B job to end",
+    "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+    300000,
+  );
+  log("i2v-A14B job:", status3);
+  if (!status3.startsWith("Done")) throw new Error(`i2v-A14B generation failed: ${status3}`);
+  // The player switches to the new clip: 80×32 (the previous clips are 96×64).
+  results.i2v_video = await s.until(
+    "the 80×32 i2v-A14B clip in the player",
+    "const v = document.querySelector('#result'); return v && v.readyState >= 2 && v.videoWidth === 80 && v.videoHeight === 32 && { width: v.videoWidth, height: v.videoHeight, duration: v.duration }",
+    30000,
+  );
+  log("i2v-A14B player", results.i2v_video);
+  await s.shot("10-i2v-done");
+  await s.click("#tab-gallery");
+  await s.until("three clips in the gallery", "return document.querySelectorAll('.clip-card').length === 3", 30000);
+  // ---- end of the i2v-A14B block --------------------------------------------------------
 } finally {
   await s.end().catch(() => undefined);
 }
+// ---- Issue 13 (downloads): ffmpeg refused up front; Models → Download from the mock Hub ----
+// The app finds ffmpeg only through FFMPEG_DIR (WAN_FFMPEG_SEARCH_PATH, set by
+// scripts/e2e-app.sh), so removing the link there makes "no ffmpeg on this machine" real.
+// HF_ENDPOINT points the app at the mock Hub, which logs every file response to HUB_LOG.
+{
+  const ffLink = join(process.env.FFMPEG_DIR, "ffmpeg");
+  const HUB_LOG = process.env.HUB_LOG;
+  const tiny = join(process.env.HUB_ROOT, "ti2v_tiny");
+  const PROMPT3 = "A paper boat drifts down a rain gutter.";
+  unlinkSync(ffLink);
+  log("restarting without ffmpeg");
+  s = await Session.start();
+  try {
+    await s.until("the UI to start without ffmpeg", "return document.body.dataset.ready === '1'", 60000);
+    // Checked at start: the notice says what to install on this platform.
+    await s.until(
+      "the ffmpeg notice",
+      "const b = document.querySelector('#ffmpeg-banner'); return b && !b.hidden && b.dataset.state === 'missing'",
+      10000,
+    );
+    const why = await s.js("return document.querySelector('#ffmpeg-message').textContent");
+    if (!/ffmpeg was not found/.test(why) || !/apt-get install ffmpeg/.test(why)) throw new Error(`ffmpeg notice: ${why}`);
+    await s.shot("09-ffmpeg-missing");
+    // A job is refused before it is queued (not after denoising).
+    await s.click("#tab-generate");
+    const before = await s.js("return document.querySelector('#progress-text').textContent");
+    await s.type("#prompt", PROMPT3);
+    await s.click("#generate");
+    const refused = await s.until(
+      "the refusal",
+      "const e = document.querySelector('#errors li[data-code=\"ffmpeg\"]'); return e && e.textContent",
+      10000,
+    );
+    log("refused:", refused);
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await s.js("return document.querySelector('#progress-text').textContent");
+    if (after !== before) throw new Error(`a job started without ffmpeg: ${after}`);
+    // ffmpeg back: "Check again" clears the notice.
+    symlinkSync(process.env.REAL_FFMPEG, ffLink);
+    await s.click("#ffmpeg-recheck");
+    await s.until("the notice to go", "return document.querySelector('#ffmpeg-banner').hidden", 10000);
+
+    // Download ti2v_tiny from the mock Hub: progress, cancel at ≥ 50 %, resume, complete.
+    await s.click("#tab-models");
+    await s.set("#hub-repo", "other");
+    await s.set("#hub-repo-custom", "Wan-AI/ti2v_tiny");
+    await s.until("the target folder", "return document.querySelector('#hub-state').dataset.state === 'absent'", 10000);
+    await s.click("#hub-download");
+    await s.until("half the download", "return Number(document.querySelector('#hub-text').dataset.percent || 0) >= 50", 60000);
+    const mid = await s.js("return document.querySelector('#hub-text').textContent");
+    log("download:", mid);
+    if (!/ETA/.test(mid) || !/\[\d+\/11\]/.test(mid)) throw new Error(`no per-file progress / ETA: ${mid}`);
+    await s.js("document.querySelector('#hub-text').scrollIntoView({ block: 'center' })");
+    await s.shot("10-download-progress");
+    await s.click("#hub-cancel");
+    const cancelled = await s.until("the cancel", "const t = document.querySelector('#hub-text').textContent; return /^Cancelled/.test(t) && t", 20000);
+    log("download:", cancelled);
+    await s.until(
+      "Resume",
+      "const b = document.querySelector('#hub-download'); return b.textContent === 'Resume' && !b.disabled && document.querySelector('#hub-state').dataset.state === 'unfinished'",
+      10000,
+    );
+    await s.click("#hub-download");
+    const finished = await s.until(
+      "the download to end",
+      "const t = document.querySelector('#hub-text').textContent; return /^(Downloaded|Download failed)/.test(t) && t",
+      120000,
+    );
+    log("download:", finished);
+    if (!finished.startsWith("Downloaded") || !/now in use/.test(finished)) throw new Error(`download: ${finished}`);
+    await s.until("the downloaded folder in use", "return document.querySelector('#ckpt-status').dataset.ok === '1' && document.querySelector('#ckpt-path').value.endsWith('/models/ti2v_tiny')", 10000);
+    await s.js("document.querySelector('#hub-text').scrollIntoView({ block: 'center' })");
+    await s.shot("11-downloaded");
+    // What the server sent: every finished file once, the cancelled one continued with a
+    // Range request (206 from the byte it stopped at), nothing else.
+    const served = readFileSync(HUB_LOG, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const byFile = {};
+    for (const e of served) (byFile[e.file] ??= []).push(e);
+    const resumed = [];
+    for (const [file, entries] of Object.entries(byFile)) {
+      const size = statSync(join(tiny, file.slice("ti2v_tiny/".length))).size;
+      if (entries.length === 1 && entries[0].start === 0 && entries[0].bytes === size) continue;
+      const [a, b] = entries;
+      if (entries.length !== 2 || a.start !== 0 || b.status !== 206 || b.start <= 0 || b.start > size || b.bytes !== size - b.start)
+        throw new Error(`${file} was not resumed cleanly: ${JSON.stringify(entries)}`);
+      resumed.push({ file, from: b.start });
+    }
+    if (resumed.length !== 1 || Object.keys(byFile).length !== 11) throw new Error(`expected one resumed file of 11: ${JSON.stringify(byFile)}`);
+    results.download = { resumed: resumed[0], files: Object.keys(byFile).length };
+    log("resumed", resumed[0]);
+
+    // A clip from the downloaded folder.
+    await s.click("#tab-generate");
+    await s.type("#prompt", PROMPT3);
+    await s.set("#size", "custom");
+    await s.set("#width", 96);
+    await s.set("#height", 64);
+    await s.set("#frames", 5);
+    await s.set("#steps", 2);
+    await s.click("#generate");
+    const status3 = await s.until(
+      "the job on the downloaded folder to end",
+      "const t = document.querySelector('#progress-text').textContent; return /^(Done|Failed|Cancelled)/.test(t) && t",
+      300000,
+    );
+    log("job on the downloaded folder:", status3);
+    if (!status3.startsWith("Done")) throw new Error(`generation on the downloaded folder failed: ${status3}`);
+    await s.click("#tab-gallery");
+    await s.until("four clips in the gallery", "return document.querySelectorAll('.clip-card').length === 4", 30000);
+  } finally {
+    await s.end().catch(() => undefined);
+  }
+}
+// ---- end of issue 13 block ----
+
 results.total_s = (Date.now() - t0) / 1000;
 writeFileSync(join(OUT, "e2e-results.json"), JSON.stringify(results, null, 2));
 log("PASS", JSON.stringify(results));

@@ -50,13 +50,19 @@ export function validate(p: GenerateParams, preset: TaskPreset): string[] {
 /**
  * The output (W, H) a run with an image will use: with an image only the area of the
  * chosen size counts (official behaviour). ti2v-5B: `best_output_size` with multiple 32;
- * i2v-A14B: latent grid from the aspect ratio (multiple 16).
+ * i2v-A14B: latent grid from the aspect ratio (multiple 16). `null` when the official
+ * rules cannot fit the image to the area (they divide by zero; Rust refuses the run).
  */
 export function imageOutputSize(
   task: string,
   image: [number, number],
   size: [number, number],
-): [number, number] {
+): [number, number] | null {
+  const out = officialSize(task, image, size);
+  return out.every((v) => Number.isFinite(v) && v > 0) ? out : null;
+}
+
+function officialSize(task: string, image: [number, number], size: [number, number]): [number, number] {
   const [iw, ih] = image;
   const area = size[0] * size[1];
   if (task === "i2v-A14B") {

@@ -20,6 +20,18 @@ export interface GenerateParams {
   solver: Solver;
   seed: number;
   image: string | null;
+  /** `off` (absent), `magcache[:…]` or `easycache[:…]`. */
+  step_cache?: string;
+  /** LoRA merged at load (a file, or a Lightning folder with one file per A14B expert). */
+  lora?: LoraSpec | null;
+}
+
+/** `wan::lora_file::LoraSpec`. */
+export interface LoraSpec {
+  scale: number;
+  all?: string;
+  high?: string;
+  low?: string;
 }
 
 export interface TaskPreset {
@@ -267,6 +279,11 @@ export const dialogs = {
       multiple: false,
       filters: [{ name: "Images", extensions: ["png", "jpg", "jpeg"] }],
     })) as string | null,
+  pickLora: async () =>
+    (await open({
+      multiple: false,
+      filters: [{ name: "LoRA (safetensors)", extensions: ["safetensors"] }],
+    })) as string | null,
   pickExport: (name: string) =>
     save({ defaultPath: name, filters: [{ name: "MP4 video", extensions: ["mp4"] }] }),
   /** Files dropped on the window (Tauri gives real paths; the web drop event does not). */
@@ -274,4 +291,92 @@ export const dialogs = {
     getCurrentWebview().onDragDropEvent((e) => {
       if (e.payload.type === "drop") f(e.payload.paths);
     }),
+};
+
+// ---- Downloads: Hugging Face repos (Models → Download) and ffmpeg (issue 13) ----
+
+/** An official repo the Download section offers (`wan::hub::KnownRepo`). */
+export interface KnownRepo {
+  id: string;
+  task: Task;
+}
+
+/** `wan::hub::Progress`: per file and total, ETA from this run's speed. */
+export interface HubProgress {
+  file: string;
+  file_index: number;
+  files: number;
+  file_done: number;
+  file_size: number;
+  done: number;
+  total: number;
+  received: number;
+  elapsed_s: number;
+  eta_s: number | null;
+}
+
+export interface DownloadSummary {
+  repo: string;
+  commit: string;
+  dest: string;
+  files: number;
+  total_bytes: number;
+  received: number;
+  reused: number;
+  wall_s: number;
+}
+
+export type DownloadEvent =
+  | { kind: "started"; repo: string; dest: string }
+  | { kind: "progress"; progress: HubProgress }
+  | { kind: "finished"; summary: DownloadSummary; info: CheckpointInfo; selected: boolean }
+  | { kind: "failed"; error: AppError }
+  | { kind: "cancelled"; kept_bytes: number };
+
+/** A repo in the models folder: nothing yet, unfinished (resumable), complete, or a foreign folder. */
+export interface RepoState {
+  repo: string;
+  dest: string;
+  state: "absent" | "unfinished" | "complete" | "other";
+  have_bytes: number;
+  total_bytes: number;
+}
+
+export interface FfmpegFound {
+  path: string;
+  source: "sidecar" | "env" | "path" | "downloaded";
+}
+
+export interface FfmpegStatus {
+  found: FfmpegFound | null;
+  message: string | null;
+  download_url: string | null;
+  download_dir: string;
+}
+
+export type FfmpegEvent =
+  | { kind: "progress"; done: number; total: number }
+  | { kind: "unpacking" }
+  | { kind: "done"; found: FfmpegFound }
+  | { kind: "failed"; error: AppError };
+
+export const downloads = {
+  hubRepos: () => call<KnownRepo[]>("hub_repos"),
+  modelsDir: () => call<string>("models_dir"),
+  setModelsDir: (path: string) => call<string>("set_models_dir", { path }),
+  repoState: (repo: string) => call<RepoState>("hub_repo_state", { repo }),
+  /** Download (or resume) `repo` into the models folder; resolves with the download id. */
+  downloadModel: (repo: string, select: boolean, onEvent: (e: DownloadEvent) => void) => {
+    const ch = new Channel<DownloadEvent>();
+    ch.onmessage = onEvent;
+    return call<number>("download_model", { repo, select, onEvent: ch });
+  },
+  cancelDownload: (id: number) => call<void>("cancel_download", { id }),
+  ffmpegStatus: () => call<FfmpegStatus>("ffmpeg_status"),
+  /** Only after the user agreed: fetch a static ffmpeg into the data dir. */
+  downloadFfmpeg: (onEvent: (e: FfmpegEvent) => void) => {
+    const ch = new Channel<FfmpegEvent>();
+    ch.onmessage = onEvent;
+    return call<void>("download_ffmpeg", { consent: true, onEvent: ch });
+  },
 };

@@ -3,6 +3,8 @@ import { ipc } from "./ipc";
 import { GenerateView } from "./views/generate";
 import { GalleryView } from "./views/gallery";
 import { ModelsView } from "./views/models";
+import { HubView } from "./views/hub";
+import { FfmpegBanner } from "./views/ffmpeg";
 
 type ViewName = "generate" | "gallery" | "models";
 
@@ -20,6 +22,18 @@ async function start(): Promise<void> {
   });
   const generate = new GenerateView(document.getElementById("view-generate")!, () => void gallery.refresh());
   const models = new ModelsView(document.getElementById("view-models")!, () => generate.refresh());
+  // Issue 13: the ffmpeg notice above the views, and Models → Download from Hugging Face.
+  const banner = document.createElement("div");
+  banner.id = "ffmpeg-banner";
+  document.querySelector("main")!.before(banner);
+  const ffmpeg = new FfmpegBanner(banner);
+  const hubRoot = document.createElement("section");
+  hubRoot.id = "hub";
+  document.getElementById("view-models")!.append(hubRoot);
+  const hub = new HubView(hubRoot, async (info) => {
+    (document.getElementById("ckpt-path") as HTMLInputElement).value = info.path;
+    await models.use();
+  });
   for (const b of document.querySelectorAll<HTMLButtonElement>("#nav .tab")) {
     b.addEventListener("click", () => {
       show(b.dataset.view as ViewName);
@@ -27,7 +41,7 @@ async function start(): Promise<void> {
     });
   }
   show("generate");
-  await Promise.all([generate.init(), gallery.refresh(), models.init()]);
+  await Promise.all([generate.init(), gallery.refresh(), models.init(), hub.init(), ffmpeg.check()]);
   await ipc.onGalleryChanged(() => void gallery.refresh());
   document.body.dataset.ready = "1";
 }

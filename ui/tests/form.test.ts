@@ -57,6 +57,14 @@ describe("sizes and durations", () => {
     expect(form.imageOutputSize("i2v-A14B", [1920, 1080], [1280, 720])).toEqual([1280, 720]);
     expect(form.imageOutputSize("i2v-A14B", [1920, 1080], [832, 480])).toEqual([832, 464]);
     expect(form.imageOutputSize("i2v-A14B", [1024, 1024], [1280, 720])).toEqual([960, 960]);
+    // The e2e_i2v_a14b fixture: a 72×40 image and the area 80×48 → 80×32.
+    expect(form.imageOutputSize("i2v-A14B", [72, 40], [80, 48])).toEqual([80, 32]);
+  });
+  it("has no size where the official rules divide by zero (resize_ti2v size table)", () => {
+    expect(form.imageOutputSize("ti2v-5B", [3000, 100], [96, 64])).toBeNull();
+    expect(form.imageOutputSize("ti2v-5B", [100, 3000], [160, 96])).toBeNull();
+    expect(form.imageOutputSize("ti2v-5B", [3000, 100], [1280, 704])).not.toBeNull();
+    expect(form.imageOutputSize("i2v-A14B", [4000, 10], [80, 48])).toBeNull();
   });
   it("computes durations and snaps frame counts to 4n+1", () => {
     expect(form.duration(121, 24)).toBeCloseTo(5.0417, 3);

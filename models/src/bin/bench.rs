@@ -41,6 +41,24 @@ struct Args {
     /// Time one pass instead of the batched cond + uncond.
     #[arg(long)]
     no_cfg: bool,
+    /// DiT kernels: fast (inference default: fused RoPE; CPU softmax/GELU without MLX's exp
+    /// and tanh kernels) or exact (MLX's own ops, as training uses).
+    #[arg(long, default_value = "fast", value_parser = ["fast", "exact"])]
+    kernels: String,
+    /// Recompute the context K/V in every step, as the official forward does (default: once
+    /// per run, as the pipelines do).
+    #[arg(long)]
+    kv_per_step: bool,
+    /// Steps of the run the once-per-run FLOPs are spread over (`flops.ratio_amortized`).
+    #[arg(long, default_value_t = 50)]
+    run_steps: usize,
+    /// A step cache to plan over a `--run_steps` run (`magcache[:…]`; table-driven, so the
+    /// effective number of DiT evaluations is known without running the model).
+    #[arg(long, default_value = "off")]
+    step_cache: String,
+    /// Print the FLOP model (and the step-cache plan) only; no model is built.
+    #[arg(long)]
+    flops_only: bool,
     /// A checkpoint folder (its DiT — the high-noise expert for A14B — and VAE); without
     /// it, random weights.
     #[arg(long)]
@@ -149,6 +167,42 @@ fn main() -> Result<()> {
     };
     let [_, sh, sw] = cfg.vae_stride;
     let latent = [cfg.z_dim, f_lat, h / sh, w / sw];
+    let mut flops_cfg = arch.clone();
+    if let Some(l) = a.layers {
+        flops_cfg.num_layers = l;
+    }
+    let [pt, ph, pw] = flops_cfg.patch_size;
+    let tokens = (latent[1] / pt) as i64 * (latent[2] / ph) as i64 * (latent[3] / pw) as i64;
+    let batch = if a.no_cfg { 1 } else { 2 };
+    let flops = wan::bench::step_flops(&flops_cfg, tokens, batch, 1, a.run_steps);
+    let step_cache: wan::pipeline::StepCache = a.step_cache.parse()?;
+    let plan = wan::bench::step_cache_plan(task, false, step_cache, a.run_steps, cfg.sample_shift)?;
+    let cache = json!({
+        "setting": step_cache,
+        "run_steps": a.run_steps,
+        "dit_evaluations": plan.as_ref().map(|p| wan::pipeline::step_cache::dit_evaluations(p)),
+        "dit_evaluations_without": 2 * a.run_steps,
+        "computed_steps": plan.as_ref().map(|p| p.iter().map(|r| r.cond == wan::pipeline::step_cache::Use::Computed).collect::<Vec<_>>()),
+        "note": "CFG runs: two DiT evaluations (cond, uncond) per computed step; EasyCache decides at run time",
+    });
+    if a.flops_only {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "task": task.name(), "latent": latent, "tokens": tokens, "batch": batch,
+                "layers": flops_cfg.num_layers, "flops": flops, "step_cache": cache,
+            }))?
+        );
+        return Ok(());
+    }
+    let mode = wan::bench::StepMode {
+        kv_cached: !a.kv_per_step,
+        kernels: if a.kernels == "exact" {
+            wan::dit::Kernels::Exact
+        } else {
+            wan::dit::Kernels::Fast
+        },
+    };
 
     mlx_rs::memory::reset_peak_memory()?;
     let t0 = std::time::Instant::now();
@@ -172,8 +226,15 @@ fn main() -> Result<()> {
     let build_s = t0.elapsed().as_secs_f64();
     let (_, weights_bytes) = wan::bench::memory();
     mlx_rs::memory::reset_peak_memory()?;
-    let timing =
-        wan::bench::time_dit_steps(&model, latent, a.text_tokens, !a.no_cfg, a.warmup, a.steps)?;
+    let timing = wan::bench::time_dit_steps(
+        &model,
+        latent,
+        a.text_tokens,
+        !a.no_cfg,
+        mode,
+        a.warmup,
+        a.steps,
+    )?;
     let (peak, active) = wan::bench::memory();
     // VAE decode of a random latent of the same shape (checkpoint folders only).
     let vae_decode_s = match &ck {
@@ -202,6 +263,9 @@ fn main() -> Result<()> {
         "weights": if ck.is_some() { "checkpoint" } else { "random" },
         "build_s": build_s,
         "dit_step": timing,
+        "step_mode": mode,
+        "flops": flops,
+        "step_cache": cache,
         "memory": {
             "weights_bytes": weights_bytes,
             "peak_bytes_during_steps": peak,

@@ -19,6 +19,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use wan::config::{KNOWN_SIZES, Task, parse_size};
+use wan::lora_file::LoraSpec;
 use wan::memory::{Backend, Machine, Overrides, plan::gb};
 use wan::pipeline::{CancelToken, Event, GenerateParams, PhasedOptions, SolverKind, Stage};
 
@@ -94,16 +95,29 @@ struct Args {
     /// Initial noise `[z, F', h, w]` from a safetensors file (tensor `noise`, or the only one).
     #[arg(long)]
     noise: Option<PathBuf>,
-    /// LoRA adapters (safetensors, PEFT/ComfyUI or kohya key names) merged into the DiT(s).
+    /// LoRA / delta file merged into the DiT(s) (ComfyUI, PEFT, kohya/musubi, diffusers or
+    /// `.diff` keys), or a folder in the Lightning layout (`high_noise_model.safetensors` +
+    /// `low_noise_model.safetensors`, one per A14B expert).
     #[arg(long)]
     lora: Option<PathBuf>,
-    /// Scale of the merged LoRA (0 = base model).
-    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    /// A14B: LoRA file for the high-noise expert only.
+    #[arg(long, conflicts_with = "lora")]
+    lora_high: Option<PathBuf>,
+    /// A14B: LoRA file for the low-noise expert only.
+    #[arg(long, conflicts_with = "lora")]
+    lora_low: Option<PathBuf>,
+    /// Scale of the merged LoRA(s) (0 = base model).
+    #[arg(long, default_value_t = 1.0)]
     lora_scale: f32,
-    /// A14B: merge the LoRA into this expert only (`high` or `low`, as trained by
+    /// A14B: merge the `--lora` file into this expert only (`high` or `low`, as trained by
     /// `train_lora --expert`); default: both experts.
     #[arg(long, requires = "lora", value_parser = ["high", "low"])]
     lora_expert: Option<String>,
+    /// Step caching: `off` (default, the official loop), `magcache[:THRESH[:K[:RETENTION]]]`
+    /// (official Wan2.2 calibration) or `easycache[:THRESH[:RET_STEPS]]` (runtime-only).
+    /// The sidecar records which steps were computed and which reused.
+    #[arg(long, default_value = "off")]
+    step_cache: String,
     /// Accept any size that is a multiple of the model's stride (tiny test checkpoints).
     #[arg(long)]
     any_size: bool,
@@ -165,10 +179,43 @@ fn params_from(args: &Args) -> Result<GenerateParams> {
             "t2v-A14B takes no --image (use i2v-A14B or ti2v-5B)".into()
         )),
         (_, Some(p)) => {
-            // Fail now, not after loading the models.
-            wan::video::load_rgb(p)?;
+            // Fail now, not after loading the models: an unreadable image, or one the
+            // official size rules cannot fit to the area.
+            let img = wan::video::load_rgb(p)?;
+            wan::video::conditioned_size(&cfg, img.dimensions(), size)?;
         }
         _ => {}
+    }
+    let step_cache: wan::pipeline::StepCache = args.step_cache.parse()?;
+    let lora = match (&args.lora, &args.lora_expert) {
+        (Some(p), None) => Some(LoraSpec::from_path(p, args.lora_scale)?),
+        (Some(p), Some(e)) => {
+            if p.is_dir() {
+                bail!(wan::Error::Input(
+                    "--lora_expert takes a file; a Lightning folder already names its experts"
+                        .into()
+                ));
+            }
+            let p = Some(p.clone());
+            Some(match e.as_str() {
+                "high" => LoraSpec::per_expert(p, None, args.lora_scale)?,
+                _ => LoraSpec::per_expert(None, p, args.lora_scale)?,
+            })
+        }
+        (None, _) if args.lora_high.is_some() || args.lora_low.is_some() => {
+            Some(LoraSpec::per_expert(
+                args.lora_high.clone(),
+                args.lora_low.clone(),
+                args.lora_scale,
+            )?)
+        }
+        (None, _) => None,
+    };
+    if lora.as_ref().is_some_and(LoraSpec::is_per_expert) && task.config().boundary.is_none() {
+        bail!(wan::Error::Input(format!(
+            "{} has one DiT; --lora_high/--lora_low/--lora_expert and LoRA folders are for A14B",
+            task.name()
+        )));
     }
     let seed = if args.base_seed >= 0 {
         args.base_seed as u64
@@ -188,6 +235,8 @@ fn params_from(args: &Args) -> Result<GenerateParams> {
         solver,
         seed,
         image: args.image.clone(),
+        step_cache,
+        lora,
     })
 }
 
@@ -321,7 +370,7 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         machine,
         &overrides,
         context_cache.as_ref(),
-        args.lora.is_some(),
+        params.lora.is_some(),
     )?;
     eprintln!("plan ({}): {}", backend.name(), report.summary);
     for (phase, bytes) in &report.phases {
@@ -333,6 +382,8 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         }
         eprintln!("warning: {reason} (running anyway: --plan force)");
     }
+    // The mp4 is written after minutes of denoising: find ffmpeg before loading weights.
+    wan::video::ffmpeg::find()?;
 
     eprintln!(
         "generating {} from {}",
@@ -389,12 +440,6 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
     };
     let opts = PhasedOptions {
         plan: report.plan.clone(),
-        lora: args.lora.clone().map(|p| (p, args.lora_scale)),
-        lora_expert: match args.lora_expert.as_deref() {
-            Some("high") => Some(wan::checkpoint::folder::Expert::HighNoise),
-            Some("low") => Some(wan::checkpoint::folder::Expert::LowNoise),
-            _ => None,
-        },
         preview_cache: None,
         context_cache,
         noise,
@@ -419,9 +464,13 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         "plan": report,
         "context_from_cache": phases.context_from_cache,
         "memory": phases,
-        "lora": args.lora.as_ref().map(|p| p.display().to_string()),
-        "lora_scale": args.lora.as_ref().map(|_| args.lora_scale),
-        "lora_expert": args.lora_expert.as_deref(),
+        "lora": params.lora,
+        "lora_scale": params.lora.as_ref().map(|l| l.scale),
+        "step_cache": {
+            "setting": params.step_cache,
+            "dit_evaluations": wan::pipeline::step_cache::dit_evaluations(&record.step_cache),
+            "steps": record.step_cache,
+        },
         "noise_file": args.noise,
         "checkpoint": wan::pipeline::folder_identity(&args.ckpt_dir),
         "timesteps": record.timesteps,

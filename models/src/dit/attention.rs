@@ -3,13 +3,15 @@
 //! q and k go through an RMSNorm over the *whole* model dim before the head split; self
 //! attention rotates q/k with the 3D RoPE; cross attention attends to every one of the
 //! `text_len` context rows, zero-padded ones included (no text mask, as official).
-//! Attention itself is `mlx_rs::fast::scaled_dot_product_attention` with scale `1/√d`.
+//! Attention itself is SDPA with scale `1/√d` ([`crate::dit::kernels::attention`]).
+//! Cross-attention K/V depend on the context only: [`WanAttention::cross_kv`] computes them
+//! once, [`WanAttention::forward_cross_kv`] reuses them at every step.
 use mlx_rs::fast;
 use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::Param;
 use mlx_rs::{Array, Dtype};
 
-use crate::dit::rope::rope_apply;
+use crate::dit::kernels::{Kernels, attention, rotate};
 use crate::error::Result;
 use crate::nn::{Linear, cast, zeros_param};
 
@@ -53,10 +55,20 @@ pub struct WanAttention {
     pub eps: f32,
 }
 
-/// RoPE tables for the current token grid: `(cos, sin)` each `[L, d/2]`.
+/// RoPE tables for the current token grid, in a head's channel layout: `cos2`, `sin2`
+/// `[1, L, 1, d]` (see [`crate::dit::rope::interleaved_tables`]).
 pub struct Rope<'a> {
     pub cos: &'a Array,
     pub sin: &'a Array,
+}
+
+/// Cross-attention keys and values of one block for a fixed context, `[B, H, L_ctx, d]` each
+/// in the projection dtype (ready for SDPA). They depend on the text only, so the pipelines
+/// compute them once per run and expert ([`crate::dit::WanModel::context_kv`]).
+#[derive(Debug, Clone)]
+pub struct CrossKv {
+    pub k: Array,
+    pub v: Array,
 }
 
 impl WanAttention {
@@ -88,46 +100,68 @@ impl WanAttention {
         }
     }
 
+    /// `[B, L, D]` → `[B, H, L, d]` in the projection dtype (the layout SDPA reads).
+    fn heads(&self, x: &Array) -> Result<Array> {
+        let (b, l, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let x = cast(x, self.q.weight.dtype())?;
+        Ok(x.reshape(&[b, l, self.num_heads, d / self.num_heads])?
+            .transpose_axes(&[0, 2, 1, 3])?)
+    }
+
     /// Self-attention over `x [B, L, D]` (RoPE on q and k).
-    pub fn forward_self(&self, x: &Array, rope: &Rope) -> Result<Array> {
+    pub fn forward_self(&self, x: &Array, rope: &Rope, kernels: Kernels) -> Result<Array> {
         let q = self.norm(&self.norm_q, self.q.forward(x)?)?;
         let k = self.norm(&self.norm_k, self.k.forward(x)?)?;
         let v = self.v.forward(x)?;
         let (b, l, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let hd = d / self.num_heads;
-        let q = rope_apply(&q.reshape(&[b, l, self.num_heads, hd])?, rope.cos, rope.sin)?;
-        let k = rope_apply(&k.reshape(&[b, l, self.num_heads, hd])?, rope.cos, rope.sin)?;
-        let v = v.reshape(&[b, l, self.num_heads, hd])?;
-        self.attend(q, k, v, b, l)
+        let split = [b, l, self.num_heads, d / self.num_heads];
+        // RoPE in float32 ([B, L, H, d]); one cast to the projection dtype afterwards.
+        let rot = |t: Array| -> Result<Array> {
+            let t = cast(&t, Dtype::Float32)?.reshape(&split)?;
+            let t = rotate(&t, rope.cos, rope.sin, kernels)?;
+            self.heads(&t.reshape(&[b, l, d])?)
+        };
+        let (q, k) = (rot(q)?, rot(k)?);
+        self.attend(
+            &q,
+            &CrossKv {
+                k,
+                v: self.heads(&v)?,
+            },
+            kernels,
+        )
+    }
+
+    /// K/V of `context [B, L_ctx, D]` (already embedded) for [`Self::forward_cross_kv`].
+    pub fn cross_kv(&self, context: &Array) -> Result<CrossKv> {
+        let k = self.norm(&self.norm_k, self.k.forward(context)?)?;
+        let v = self.v.forward(context)?;
+        Ok(CrossKv {
+            k: self.heads(&k)?,
+            v: self.heads(&v)?,
+        })
     }
 
     /// Cross-attention of `x [B, L, D]` to `context [B, L_ctx, D]` (already embedded).
     pub fn forward_cross(&self, x: &Array, context: &Array) -> Result<Array> {
-        let q = self.norm(&self.norm_q, self.q.forward(x)?)?;
-        let k = self.norm(&self.norm_k, self.k.forward(context)?)?;
-        let v = self.v.forward(context)?;
-        let (b, l, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let lc = context.shape()[1];
-        let hd = d / self.num_heads;
-        let q = q.reshape(&[b, l, self.num_heads, hd])?;
-        let k = k.reshape(&[b, lc, self.num_heads, hd])?;
-        let v = v.reshape(&[b, lc, self.num_heads, hd])?;
-        self.attend(q, k, v, b, l)
+        self.forward_cross_kv(x, &self.cross_kv(context)?, Kernels::Exact)
     }
 
-    /// `[B, L, H, d]` q/k/v → fused SDPA in the projection dtype → `o` → `[B, L, D]`.
-    fn attend(&self, q: Array, k: Array, v: Array, b: i32, l: i32) -> Result<Array> {
-        let dt = self.q.weight.dtype();
-        let hd = q.shape()[3];
-        let perm = [0, 2, 1, 3];
-        let q = cast(&q, dt)?.transpose_axes(&perm)?;
-        let k = cast(&k, dt)?.transpose_axes(&perm)?;
-        let v = cast(&v, dt)?.transpose_axes(&perm)?;
+    /// Cross-attention of `x [B, L, D]` to precomputed context K/V.
+    pub fn forward_cross_kv(&self, x: &Array, kv: &CrossKv, kernels: Kernels) -> Result<Array> {
+        let q = self.norm(&self.norm_q, self.q.forward(x)?)?;
+        self.attend(&self.heads(&q)?, kv, kernels)
+    }
+
+    /// `q [B, H, L, d]`, K/V `[B, H, Lk, d]` → attention → `o` → `[B, L, D]`.
+    fn attend(&self, q: &Array, kv: &CrossKv, kernels: Kernels) -> Result<Array> {
+        let s = q.shape();
+        let (b, h, l, hd) = (s[0], s[1], s[2], s[3]);
         let scale = 1.0 / (hd as f32).sqrt();
-        let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, None, None)?;
+        let out = attention(q, &kv.k, &kv.v, scale, kernels)?;
         let out = out
-            .transpose_axes(&perm)?
-            .reshape(&[b, l, self.num_heads * hd])?;
+            .transpose_axes(&[0, 2, 1, 3])?
+            .reshape(&[b, l, h * hd])?;
         self.o.forward(&out)
     }
 

@@ -2,14 +2,16 @@
 //! affine-norm cross-attention (no gate), modulated GELU-tanh FFN.
 //!
 //! Modulation: `blocks.N.modulation [1, 6, D] + e0` gives, in order, shift/scale/gate for
-//! self-attention then shift/scale/gate for the FFN. The residual stream, norms and all
+//! self-attention then shift/scale/gate for the FFN; `e0` has one row per distinct timestep
+//! and [`Modulation`] broadcasts or selects rows instead of materialising them per token. The residual stream, norms and all
 //! modulation arithmetic stay float32 whatever the Linear compute dtype.
 use mlx_rs::fast;
 use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::Param;
 use mlx_rs::{Array, Dtype};
 
-use crate::dit::attention::{Rope, WanAttention};
+use crate::dit::attention::{CrossKv, Rope, WanAttention};
+use crate::dit::kernels::{Kernels, gelu_tanh};
 use crate::error::Result;
 use crate::nn::{Linear, cast, zeros_param};
 
@@ -32,28 +34,65 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    pub fn forward(&self, x: &Array) -> Result<Array> {
-        let h = mlx_rs::nn::gelu_approximate(self.fc1.forward(x)?)?;
+    pub fn forward(&self, x: &Array, kernels: Kernels) -> Result<Array> {
+        let h = gelu_tanh(&self.fc1.forward(x)?, kernels)?;
         self.fc2.forward(&h)
     }
 }
 
-/// Per-token modulation rows: a `[U, n, D]` table of distinct rows and an index `[B, Li]`
-/// (Li = 1 for one timestep per sample, else L) selecting a row per token.
-pub struct Modulation<'a> {
-    pub table: Array,
-    pub index: &'a Array,
+/// How the tokens pick their row of a per-timestep table `[U, n, D]`.
+enum Pick {
+    /// One distinct timestep: every chunk is a broadcast row `[1, 1, D]`.
+    Shared,
+    /// One timestep per sample: `index [B, 1]` → `[B, 1, D]`.
+    PerSample(Array),
+    /// Two timesteps per token (ti2v image→video: t = 0 on the image frame): a `[B, L, 1]`
+    /// mask selects between the two rows.
+    Mask(Array),
+    /// Anything else: a gather per token.
+    Gather(Array),
 }
 
-impl Modulation<'_> {
-    /// Chunk `i` as `[B, Li, D]` float32.
+/// Per-token modulation rows of a `[U, n, D]` table (one row per distinct timestep) and the
+/// token → row index `[B, Li]` (Li = 1: per sample). Never gathers `[B, L, D]` rows when
+/// there are at most two distinct timesteps.
+pub struct Modulation {
+    table: Array,
+    pick: Pick,
+}
+
+impl Modulation {
+    pub fn new(table: Array, index: &Array) -> Result<Self> {
+        let u = table.shape()[0];
+        let pick = if u == 1 {
+            Pick::Shared
+        } else if index.shape()[1] == 1 {
+            Pick::PerSample(index.clone())
+        } else if u == 2 {
+            Pick::Mask(index.eq(Array::from_int(1))?.expand_dims(-1)?)
+        } else {
+            Pick::Gather(index.clone())
+        };
+        Ok(Self { table, pick })
+    }
+
+    /// Chunk `i` as float32, broadcastable to `[B, L, D]`.
     pub fn chunk(&self, i: i32) -> Result<Array> {
         let s = self.table.shape();
+        let (u, d) = (s[0], s[2]);
         let rows = self
             .table
             .take_axis(Array::from_int(i), 1)?
-            .reshape(&[s[0], s[2]])?;
-        Ok(rows.take_axis(self.index, 0)?)
+            .reshape(&[u, 1, d])?;
+        Ok(match &self.pick {
+            Pick::Shared => rows,
+            Pick::PerSample(idx) => rows.take_axis(idx.reshape(&[-1])?, 0)?,
+            Pick::Mask(m) => {
+                let r = rows.split_equal(2, 0)?;
+                mlx_rs::ops::select(m, &r[1], &r[0])?
+            }
+            Pick::Gather(idx) => rows.reshape(&[u, d])?.take_axis(idx, 0)?,
+        })
     }
 }
 
@@ -111,7 +150,7 @@ impl WanAttentionBlock {
     }
 
     /// `x [B, L, D]` f32; `e0` the `[U, 6, D]` time-projection rows with their token index;
-    /// `context [B, text_len, D]` embedded text.
+    /// `context [B, text_len, D]` embedded text. MLX's own kernels (training, parity).
     pub fn forward(
         &self,
         x: &Array,
@@ -121,15 +160,31 @@ impl WanAttentionBlock {
         rope: &Rope,
         trace: Option<&mut BlockTrace>,
     ) -> Result<Array> {
-        let m = Modulation {
-            table: self.modulation.add(e0)?,
-            index,
-        };
+        let kv = self.cross_attn.cross_kv(context)?;
+        self.forward_kv(x, e0, index, &kv, rope, Kernels::Exact, trace)
+    }
+
+    /// [`Self::forward`] with the context's cross-attention K/V computed beforehand.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_kv(
+        &self,
+        x: &Array,
+        e0: &Array,
+        index: &Array,
+        kv: &CrossKv,
+        rope: &Rope,
+        kernels: Kernels,
+        trace: Option<&mut BlockTrace>,
+    ) -> Result<Array> {
+        let m = Modulation::new(self.modulation.add(e0)?, index)?;
         let ln = |x: &Array| -> Result<Array> { Ok(fast::layer_norm(x, None, None, self.eps)?) };
         let one = Array::from_f32(1.0);
 
         let h = ln(x)?.multiply(one.add(m.chunk(1)?)?)?.add(m.chunk(0)?)?;
-        let y = cast(&self.self_attn.forward_self(&h, rope)?, Dtype::Float32)?;
+        let y = cast(
+            &self.self_attn.forward_self(&h, rope, kernels)?,
+            Dtype::Float32,
+        )?;
         let x = x.add(y.multiply(m.chunk(2)?)?)?;
 
         let xn = match &self.norm3 {
@@ -137,13 +192,13 @@ impl WanAttentionBlock {
             None => x.clone(),
         };
         let c = cast(
-            &self.cross_attn.forward_cross(&xn, context)?,
+            &self.cross_attn.forward_cross_kv(&xn, kv, kernels)?,
             Dtype::Float32,
         )?;
         let x = x.add(&c)?;
 
         let h = ln(&x)?.multiply(one.add(m.chunk(4)?)?)?.add(m.chunk(3)?)?;
-        let f = cast(&self.ffn.forward(&h)?, Dtype::Float32)?;
+        let f = cast(&self.ffn.forward(&h, kernels)?, Dtype::Float32)?;
         let out = x.add(f.multiply(m.chunk(5)?)?)?;
         if let Some(t) = trace {
             t.self_attn = Some(y);

@@ -2,9 +2,11 @@
 pub mod attention;
 pub mod block;
 pub mod config;
+pub mod kernels;
 pub mod keys;
 pub mod model;
 pub mod rope;
 
 pub use config::{ModelType, WanConfig};
-pub use model::{DitInput, Stem, Timesteps, Trace, WanModel};
+pub use kernels::Kernels;
+pub use model::{Blocks, ContextKv, DitInput, Stem, Timesteps, Trace, WanModel};

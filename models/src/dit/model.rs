@@ -17,11 +17,13 @@ use mlx_rs::ops::concatenate;
 use mlx_rs::{Array, Dtype};
 
 use crate::checkpoint::{self, TensorSource};
+use crate::dit::attention::CrossKv;
 use crate::dit::attention::Rope;
-use crate::dit::block::{BlockTrace, WanAttentionBlock};
+use crate::dit::block::{BlockTrace, Modulation, WanAttentionBlock};
 use crate::dit::config::WanConfig;
+use crate::dit::kernels::Kernels;
 use crate::dit::keys;
-use crate::dit::rope::{grid_cos_sin, sinusoidal_embedding};
+use crate::dit::rope::{grid_cos_sin, interleaved_tables, sinusoidal_embedding};
 use crate::error::{Error, Result};
 use crate::nn::{Linear, cast, zeros_param};
 
@@ -94,7 +96,8 @@ pub struct WanModel {
     #[param]
     pub head: Head,
     pub config: WanConfig,
-    /// RoPE tables per token grid (constant for a whole generation).
+    /// RoPE tables per token grid in a head's channel layout (`interleaved_tables`),
+    /// constant for a whole generation.
     rope_cache: RefCell<HashMap<[usize; 3], (Array, Array)>>,
 }
 
@@ -177,7 +180,8 @@ impl WanModel {
         if let Some(r) = self.rope_cache.borrow().get(&grid) {
             return Ok(r.clone());
         }
-        let r = grid_cos_sin(self.config.head_dim() as usize, grid)?;
+        let (cos, sin) = grid_cos_sin(self.config.head_dim() as usize, grid)?;
+        let r = interleaved_tables(&cos, &sin)?;
         self.rope_cache.borrow_mut().insert(grid, r.clone());
         Ok(r)
     }
@@ -273,8 +277,8 @@ impl WanModel {
         self.forward_embedded(input.x, input.y, input.t, &context, trace)
     }
 
-    /// Forward with a context already embedded by [`Self::embed_context`] (reused across
-    /// steps by the pipelines: the text embedding does not depend on t).
+    /// Forward with a context already embedded by [`Self::embed_context`], with MLX's own
+    /// kernels (training, parity traces). The cross-attention K/V are computed in this call.
     pub fn forward_embedded(
         &self,
         x: &Array,
@@ -283,7 +287,82 @@ impl WanModel {
         context: &Array,
         mut trace: Option<&mut Trace>,
     ) -> Result<Array> {
-        let stem = self.stem(x, y, t, context)?;
+        let kv = self.context_kv(context)?;
+        if let Some(tr) = trace.as_deref_mut() {
+            tr.insert("context_emb".into(), context.clone());
+        }
+        Ok(self
+            .forward_with(x, y, t, &kv, Kernels::Exact, Blocks::Run, trace)?
+            .0)
+    }
+
+    /// The cross-attention K/V of an embedded context `[B, text_len, D]` for every block
+    /// (lazy; evaluate once). They depend on the text only, so a sampling run computes them
+    /// once per expert and reuses them at every step ([`Self::forward_kv`]).
+    pub fn context_kv(&self, context: &Array) -> Result<ContextKv> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| b.cross_attn.cross_kv(context))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ContextKv {
+            batch: context.shape()[0],
+            blocks,
+        })
+    }
+
+    /// One denoising forward with precomputed context K/V ([`Self::context_kv`]) and the given
+    /// kernels ([`Kernels::Fast`] for inference). `x [B, C, F, H, W]` → `[B, C_out, F, H, W]`.
+    pub fn forward_kv(
+        &self,
+        x: &Array,
+        y: Option<&Array>,
+        t: &Timesteps,
+        kv: &ContextKv,
+        kernels: Kernels,
+    ) -> Result<Array> {
+        Ok(self
+            .forward_with(x, y, t, kv, kernels, Blocks::Run, None)?
+            .0)
+    }
+
+    /// [`Self::forward_kv`] for step caching (MagCache): `Blocks::Reuse(r)` skips the blocks
+    /// and adds `r` — an earlier step's `blocks(h) − h`, `[B, L, D]` — to this step's patch
+    /// embedding before the head; `Blocks::Keep` runs them and also returns that residual.
+    pub fn forward_blocks(
+        &self,
+        x: &Array,
+        y: Option<&Array>,
+        t: &Timesteps,
+        kv: &ContextKv,
+        kernels: Kernels,
+        blocks: Blocks,
+    ) -> Result<(Array, Option<Array>)> {
+        self.forward_with(x, y, t, kv, kernels, blocks, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with(
+        &self,
+        x: &Array,
+        y: Option<&Array>,
+        t: &Timesteps,
+        kv: &ContextKv,
+        kernels: Kernels,
+        blocks: Blocks,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<(Array, Option<Array>)> {
+        if kv.blocks.len() != self.blocks.len() || kv.batch != x.shape()[0] {
+            return Err(Error::Input(format!(
+                "context K/V for {} block(s) × batch {} do not fit this model ({} blocks) and \
+                 batch {}",
+                kv.blocks.len(),
+                kv.batch,
+                self.blocks.len(),
+                x.shape().first().copied().unwrap_or(0)
+            )));
+        }
+        let stem = self.stem_for(x, y, t, kv.batch)?;
         let mut h = stem.h.clone();
         if let Some(tr) = trace.as_deref_mut() {
             let (b, l, d) = (h.shape()[0], h.shape()[1], self.config.dim);
@@ -296,19 +375,30 @@ impl WanModel {
             tr.insert("patch_embedding".into(), h.clone());
             tr.insert("e".into(), full(&stem.e, &[d])?);
             tr.insert("e0".into(), full(&stem.e0, &[6, d])?);
-            tr.insert("context_emb".into(), context.clone());
             let g: Vec<i64> = stem.grid.iter().map(|&v| v as i64).collect();
             tr.insert("grid_sizes".into(), Array::from_slice(&g, &[1, 3]));
         }
 
-        for (i, block) in self.blocks.iter().enumerate() {
+        if let Blocks::Reuse(r) = blocks {
+            if r.shape() != h.shape() {
+                return Err(Error::Input(format!(
+                    "reused block residual {:?} does not fit the tokens {:?}",
+                    r.shape(),
+                    h.shape()
+                )));
+            }
+            let out = self.head_tokens(&h.add(r)?, &stem)?;
+            return Ok((self.unpatchify(&out, stem.grid)?, None));
+        }
+        for (i, (block, bkv)) in self.blocks.iter().zip(&kv.blocks).enumerate() {
             let mut bt = trace.as_ref().map(|_| BlockTrace::default());
-            h = block.forward(
+            h = block.forward_kv(
                 &h,
                 &stem.e0,
                 &stem.index,
-                context,
+                bkv,
                 &stem.rope(),
+                kernels,
                 bt.as_mut(),
             )?;
             if let (Some(tr), Some(bt)) = (trace.as_deref_mut(), bt) {
@@ -322,11 +412,15 @@ impl WanModel {
             }
         }
 
+        let residual = match blocks {
+            Blocks::Keep => Some(h.subtract(&stem.h)?),
+            _ => None,
+        };
         let out = self.head_tokens(&h, &stem)?;
         if let Some(tr) = trace {
             tr.insert("head_out".into(), out.clone());
         }
-        self.unpatchify(&out, stem.grid)
+        Ok((self.unpatchify(&out, stem.grid)?, residual))
     }
 
     /// Everything before the blocks: input checks, patch embedding, time embedding and
@@ -338,6 +432,17 @@ impl WanModel {
         y: Option<&Array>,
         t: &Timesteps,
         context: &Array,
+    ) -> Result<Stem> {
+        self.stem_for(x, y, t, context.shape()[0])
+    }
+
+    /// [`Self::stem`] for `ctx_batch` contexts.
+    fn stem_for(
+        &self,
+        x: &Array,
+        y: Option<&Array>,
+        t: &Timesteps,
+        ctx_batch: i32,
     ) -> Result<Stem> {
         let c = &self.config;
         if x.ndim() != 5 {
@@ -358,10 +463,9 @@ impl WanModel {
             )));
         }
         let b = x.shape()[0];
-        if context.shape()[0] != b {
+        if ctx_batch != b {
             return Err(Error::Input(format!(
-                "{} context(s) for {b} latent(s)",
-                context.shape()[0]
+                "{ctx_batch} context(s) for {b} latent(s)"
             )));
         }
 
@@ -384,14 +488,14 @@ impl WanModel {
             .fc
             .forward(&mlx_rs::nn::silu(&e)?)?
             .reshape(&[uniq.len() as i32, 6, c.dim])?;
-        let (cos, sin) = self.rope(grid)?;
+        let (cos2, sin2) = self.rope(grid)?;
         Ok(Stem {
             h,
             e,
             e0,
             index,
-            cos,
-            sin,
+            cos2,
+            sin2,
             grid,
         })
     }
@@ -399,22 +503,85 @@ impl WanModel {
     /// The head on the last block's tokens `[B, L, D]` → `[B, L, pt·ph·pw·C_out]` float32:
     /// modulation + e (the time embedding before the projection) → shift, scale.
     pub fn head_tokens(&self, h: &Array, stem: &Stem) -> Result<Array> {
-        let (d, u) = (self.config.dim, stem.e.shape()[0]);
-        let hm = self.head.modulation.add(stem.e.expand_dims(1)?)?; // [U, 2, D]
-        let pick = |i: i32| -> Result<Array> {
-            let rows = hm.take_axis(Array::from_int(i), 1)?.reshape(&[u, d])?;
-            Ok(rows.take_axis(&stem.index, 0)?)
-        };
+        let hm = Modulation::new(
+            self.head.modulation.add(stem.e.expand_dims(1)?)?,
+            &stem.index,
+        )?; // [U, 2, D]
         let hn = fast::layer_norm(h, None, None, self.config.eps as f32)?;
         let hn = hn
-            .multiply(Array::from_f32(1.0).add(pick(1)?)?)?
-            .add(pick(0)?)?;
+            .multiply(Array::from_f32(1.0).add(hm.chunk(1)?)?)?
+            .add(hm.chunk(0)?)?;
         cast(&self.head.head.forward(&hn)?, Dtype::Float32)
     }
 
     /// [`Self::head_tokens`] then unpatchify → `[B, C_out, F, H, W]` float32.
     pub fn head_forward(&self, h: &Array, stem: &Stem) -> Result<Array> {
         self.unpatchify(&self.head_tokens(h, stem)?, stem.grid)
+    }
+}
+
+/// What a forward does with the block stack (see [`WanModel::forward_blocks`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Blocks<'a> {
+    /// Run every block.
+    Run,
+    /// Run every block and return `blocks(h) − h`.
+    Keep,
+    /// Skip the blocks: add this residual to the patch embedding.
+    Reuse(&'a Array),
+}
+
+/// The cross-attention K/V of one embedded context batch for every block
+/// ([`WanModel::context_kv`]). Resident for a whole sampling run of an expert:
+/// `2 · num_layers · B · text_len · dim` elements in the compute dtype — with CFG batched
+/// (B = 2, cond + uncond) TI2V-5B holds 2·30·2·512·3072 = 189 M elements (377 MB bf16,
+/// 755 MB f32), each A14B expert 2·40·2·512·5120 = 419 M (839 MB bf16, 1.68 GB f32).
+/// In exchange each step skips `4 · num_layers · B · text_len · dim²` matmul FLOPs.
+#[derive(Debug, Clone)]
+pub struct ContextKv {
+    /// Contexts in the batch (B).
+    pub batch: i32,
+    pub blocks: Vec<CrossKv>,
+}
+
+impl ContextKv {
+    /// Bytes these K/V occupy once evaluated.
+    pub fn nbytes(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| b.k.nbytes() + b.v.nbytes())
+            .sum()
+    }
+
+    /// Bytes of the K/V for `batch` contexts of `config` in `dtype` (for memory plans).
+    pub fn bytes_for(config: &WanConfig, batch: usize, dtype: Dtype) -> usize {
+        2 * config.num_layers as usize
+            * batch
+            * config.text_len as usize
+            * config.dim as usize
+            * crate::quant::dtype_bytes(dtype)
+    }
+
+    /// Materialise them (once per run; every step then reads them).
+    pub fn eval(&self) -> Result<()> {
+        mlx_rs::transforms::eval(self.blocks.iter().flat_map(|b| [&b.k, &b.v]))?;
+        Ok(())
+    }
+
+    /// Samples `[start, start + n)` of the batch (e.g. cond / uncond for unbatched CFG).
+    pub fn slice(&self, start: i32, n: i32) -> Result<Self> {
+        use mlx_rs::ops::indexing::IndexOp;
+        Ok(Self {
+            batch: n,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| CrossKv {
+                    k: b.k.index(start..start + n),
+                    v: b.v.index(start..start + n),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -429,8 +596,9 @@ pub struct Stem {
     pub e0: Array,
     /// Row of `e`/`e0` for each token `[B, Li]`.
     pub index: Array,
-    pub cos: Array,
-    pub sin: Array,
+    /// RoPE tables `[1, L, 1, d]` (`rope::interleaved_tables`).
+    pub cos2: Array,
+    pub sin2: Array,
     /// Token grid (F/pt, H/ph, W/pw).
     pub grid: [usize; 3],
 }
@@ -438,8 +606,8 @@ pub struct Stem {
 impl Stem {
     pub fn rope(&self) -> Rope<'_> {
         Rope {
-            cos: &self.cos,
-            sin: &self.sin,
+            cos: &self.cos2,
+            sin: &self.sin2,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! its own frequency spectrum `θ^(−2j/dim_part)`.
 use mlx_rs::Array;
 
+use crate::dit::kernels::{Kernels, rotate};
 use crate::error::Result;
 
 pub const ROPE_THETA: f64 = 10000.0;
@@ -85,20 +86,24 @@ pub fn grid_cos_sin(head_dim: usize, grid: [usize; 3]) -> Result<(Array, Array)>
     ))
 }
 
+/// Per-token tables in the channel layout of a head, `[1, L, 1, d]` each:
+/// `cos2 = (c₀, c₀, c₁, c₁, …)`, `sin2 = (−s₀, s₀, −s₁, s₁, …)`, so that a rotation is
+/// `x·cos2 + swap_pairs(x)·sin2` (see [`crate::dit::kernels::rotate`]). Built once per token
+/// grid from the `[L, d/2]` tables of [`grid_cos_sin`].
+pub fn interleaved_tables(cos: &Array, sin: &Array) -> Result<(Array, Array)> {
+    let (l, half) = (cos.shape()[0], cos.shape()[1]);
+    let shape = [1, l, 1, 2 * half];
+    let cos2 = mlx_rs::ops::stack(&[cos, cos], -1)?.reshape(&shape)?;
+    let sin2 = mlx_rs::ops::stack(&[&sin.negative()?, sin], -1)?.reshape(&shape)?;
+    mlx_rs::transforms::eval([&cos2, &sin2])?;
+    Ok((cos2, sin2))
+}
+
 /// Rotate `x [B, L, H, d]` by per-token `cos/sin [L, d/2]` (interleaved pairs), in float32.
 pub fn rope_apply(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
-    let s = x.shape().to_vec();
-    let (b, l, h, d) = (s[0], s[1], s[2], s[3]);
-    let x = x
-        .as_dtype(mlx_rs::Dtype::Float32)?
-        .reshape(&[b, l, h, d / 2, 2])?;
-    let parts = x.split_equal(2, -1)?; // [B, L, H, d/2, 1] each
-    let (re, im) = (parts[0].squeeze_axes(&[-1])?, parts[1].squeeze_axes(&[-1])?);
-    let cos = cos.reshape(&[1, l, 1, d / 2])?;
-    let sin = sin.reshape(&[1, l, 1, d / 2])?;
-    let out_re = re.multiply(&cos)?.subtract(im.multiply(&sin)?)?;
-    let out_im = re.multiply(&sin)?.add(im.multiply(&cos)?)?;
-    Ok(mlx_rs::ops::stack(&[out_re, out_im], -1)?.reshape(&[b, l, h, d])?)
+    let (cos2, sin2) = interleaved_tables(cos, sin)?;
+    let x = x.as_dtype(mlx_rs::Dtype::Float32)?;
+    rotate(&x, &cos2, &sin2, Kernels::Exact)
 }
 
 /// `sinusoidal_embedding_1d(dim, t)`: rows `[cos(t·ω_k) | sin(t·ω_k)]`, `ω_k = 10000^(−k/half)`,

@@ -184,7 +184,7 @@ impl Runtime {
 pub const RUNTIME: Runtime = Runtime {
     per_tensor_load_cast: false,
     on_load_quantization: false,
-    context_kv_cache: false,
+    context_kv_cache: true,
 };
 
 /// Bytes per element of a dtype.

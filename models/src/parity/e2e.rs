@@ -4,10 +4,10 @@
 //! would with the recorded noise injected.
 use crate::config::Task;
 use crate::error::{Error, Result};
-use crate::fixture::{Check, Fixture, compare, compare_exact};
+use crate::fixture::{Check, Fixture, compare, compare_abs, compare_exact};
 use crate::pipeline::{
-    CancelToken, Components, GenerateParams, LoadOptions, Loaded, PromptEncoder, RunOptions,
-    SolverKind, StepTrace, load, load_models, run,
+    CancelToken, Components, GenerateParams, ImageTensors, LoadOptions, Loaded, PromptEncoder,
+    RunOptions, SolverKind, StepTrace, load, load_models, run,
 };
 
 use super::pipe::{check_schedule, check_steps};
@@ -59,13 +59,14 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
         solver: SolverKind::parse(&s("sample_solver")?)?,
         seed: cli("base_seed")?.as_u64().unwrap_or(0),
         image,
+        step_cache: Default::default(),
+        lora: None,
     };
     let dir = fx.dir().join(s("ckpt_dir")?);
     let lopts = LoadOptions {
         dtype: mlx_rs::Dtype::Float32,
         one_expert_at_a_time: false,
         lora: None,
-        lora_expert: None,
         preview_cache: None,
         quantize: None,
     };
@@ -82,11 +83,16 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
     };
     let mut checks = Vec::new();
 
-    // Tokenizer ids (exact), when the encoder exposes them.
-    for (name, text) in [
-        ("inter/prompt_ids", params.prompt.clone()),
+    // Tokenizer ids and attention masks (exact), when the encoder exposes them.
+    for (name, mask_name, text) in [
+        (
+            "inter/prompt_ids",
+            "inter/prompt_mask",
+            params.prompt.clone(),
+        ),
         (
             "inter/neg_prompt_ids",
+            "inter/neg_prompt_mask",
             params.negative_prompt.clone().unwrap_or_default(),
         ),
     ] {
@@ -95,9 +101,20 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
         {
             // The fixture holds the ids padded with 0 to the tokenizer length.
             let want = fx.get_vec_i64(name)?;
+            let valid = ids.len().min(want.len());
             let mut got: Vec<i64> = ids.into_iter().take(want.len()).collect();
             got.resize(want.len(), 0);
             checks.push(compare_exact(name, &got, &want, vec![want.len() as i32]));
+            if fx.has(mask_name) {
+                let want = fx.get_vec_i64(mask_name)?;
+                let got: Vec<i64> = (0..want.len()).map(|i| (i < valid) as i64).collect();
+                checks.push(compare_exact(
+                    mask_name,
+                    &got,
+                    &want,
+                    vec![want.len() as i32],
+                ));
+            }
         }
     }
 
@@ -139,13 +156,8 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
             TOL,
         )?);
     }
-    if let (Some(z), true) = (&record.image_latent, fx.has("inter/image_latent")) {
-        checks.push(compare(
-            "inter/image_latent",
-            z,
-            &fx.get("inter/image_latent")?,
-            TOL,
-        )?);
+    if let Some(img) = &record.image {
+        check_image(fx, task, params.image.as_deref(), img, &mut checks)?;
     }
     check_schedule(fx, &record.timesteps, &record.sigmas, &mut checks)?;
     check_steps(fx, &traces, &mut checks)?;
@@ -161,5 +173,51 @@ pub fn e2e_with(fx: &Fixture, recorded_contexts: bool) -> Result<Vec<Check>> {
         &fx.get("output/video")?,
         TOL,
     )?);
+    if !recorded_contexts {
+        checks.push(super::coverage(fx, &checks, INFORMATIVE));
+    }
     Ok(checks)
+}
+
+/// Tensors the official run recorded only for information: the T5 contexts in the official
+/// bfloat16 (the run itself used the float32 ones, compared as `inter/context*`).
+const INFORMATIVE: &[&str] = &["inter/context_t5_bf16", "inter/context_null_t5_bf16"];
+
+/// The conditioning image at each official stage: the [−1, 1] image (exact: the same
+/// float32 expression; i2v-A14B records it before its resize, loaded here by the pipeline's
+/// own loader), i2v-A14B's bicubic resize, the image latent and `y`.
+fn check_image(
+    fx: &Fixture,
+    task: Task,
+    path: Option<&std::path::Path>,
+    img: &ImageTensors,
+    checks: &mut Vec<Check>,
+) -> Result<()> {
+    let (image, resized) = match (task, path) {
+        (Task::I2vA14B, Some(p)) => (
+            crate::video::to_tensor(&crate::video::load_rgb(p)?)?,
+            Some(&img.image),
+        ),
+        _ => (img.image.clone(), None),
+    };
+    if fx.has("inter/image") {
+        let want = fx.get("inter/image")?;
+        // i2v-A14B records it without the frame axis.
+        let got = if image.size() == want.size() {
+            image.reshape(want.shape())?
+        } else {
+            image
+        };
+        checks.push(compare_abs("inter/image", &got, &want, 0.0)?);
+    }
+    for (name, got) in [
+        ("inter/image_resized", resized),
+        ("inter/image_latent", Some(&img.latent)),
+        ("inter/y", img.y.as_ref()),
+    ] {
+        if let (Some(got), true) = (got, fx.has(name)) {
+            checks.push(compare(name, got, &fx.get(name)?, TOL)?);
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 mod dit;
 pub mod e2e;
 mod pipe;
+mod resize;
 mod sched;
 mod t5;
 mod train;
@@ -13,7 +14,7 @@ mod vae;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fixture::{Fixture, Report};
+use crate::fixture::{Check, Fixture, Report};
 use crate::pipeline::SolverKind;
 
 /// Case kinds this build knows (metadata `case`, or a prefix of it).
@@ -29,6 +30,8 @@ pub const SUPPORTED: &[&str] = &[
     "e2e_ti2v_t2v",
     "e2e_ti2v_i2v",
     "e2e_t2v_a14b",
+    "e2e_i2v_a14b",
+    "resize_ti2v",
     "t5_encoder",
     "tokenizer",
     "vae22",
@@ -53,6 +56,11 @@ pub fn run_file(path: &Path) -> Result<Report> {
         "sched_dpmpp" => sched::sched(&fx, SolverKind::Dpmpp)?,
         c if c.starts_with("pipe_ti2v") => pipe::pipe_ti2v(&fx)?,
         c if c.starts_with("e2e_") => e2e::e2e(&fx)?,
+        c if c.starts_with("resize_ti2v") => {
+            let mut checks = resize::resize_ti2v(&fx)?;
+            checks.push(coverage(&fx, &checks, &[]));
+            checks
+        }
         "t5_encoder" => t5::t5_encoder(&fx)?,
         "tokenizer" => t5::tokenizer(&fx)?,
         c if c.starts_with("vae22") => vae::vae(&fx, crate::vae::VaeKind::Wan22)?,
@@ -70,4 +78,27 @@ pub fn run_file(path: &Path) -> Result<Report> {
         case,
         checks,
     })
+}
+
+/// One check that fails when a recorded `inter/*` or `output/*` tensor (other than the
+/// `informative` ones) was not compared, so a fixture recording more than this build
+/// checks cannot pass silently.
+pub(crate) fn coverage(fx: &Fixture, checks: &[Check], informative: &[&str]) -> Check {
+    let missing: Vec<&str> = fx
+        .names()
+        .filter(|n| n.starts_with("inter/") || n.starts_with("output/"))
+        .filter(|n| !informative.contains(n) && !checks.iter().any(|c| c.name == *n))
+        .collect();
+    Check {
+        name: "coverage".into(),
+        shape: vec![],
+        err: missing.len() as f64,
+        tol: 0.0,
+        absolute: true,
+        note: if missing.is_empty() {
+            "every recorded inter/output tensor compared".into()
+        } else {
+            format!("not compared: {}", missing.join(", "))
+        },
+    }
 }

@@ -185,6 +185,7 @@ pub fn pipe_ti2v(fx: &Fixture) -> Result<Vec<Check>> {
         first_frame: z.as_ref(),
         y: None,
         batch_cfg: true,
+        step_cache: Default::default(),
     };
     let mut traces = Vec::new();
     let mut rec = |s: StepTrace| traces.push(s);

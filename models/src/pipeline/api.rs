@@ -53,6 +53,14 @@ pub struct GenerateParams {
     pub seed: u64,
     /// Conditioning image (ti2v-5B image→video, i2v-A14B).
     pub image: Option<PathBuf>,
+    /// Step caching (`off`, `magcache[:…]`, `easycache[:…]`); reused steps change the clip,
+    /// so it is part of its settings. Absent in older records: off.
+    #[serde(default)]
+    pub step_cache: super::step_cache::StepCache,
+    /// LoRA / delta files merged into the DiT(s) at load (speed LoRAs such as Lightning,
+    /// styles); loading reads this, the run itself does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<crate::lora_file::LoraSpec>,
 }
 
 /// Coarse phases, for progress displays.

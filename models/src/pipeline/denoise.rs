@@ -10,7 +10,8 @@ use mlx_rs::{Array, Dtype};
 
 use super::api::CancelToken;
 use super::experts::Experts;
-use crate::dit::Timesteps;
+use super::step_cache::{MagTable, Schedule, StepCache, StepCacheState, StepRecord, Use};
+use crate::dit::{Blocks, ContextKv, Kernels, ModelType, Timesteps};
 use crate::error::{Error, Result};
 use crate::pipeline::SolverKind;
 use crate::solvers::Solver;
@@ -34,6 +35,8 @@ pub struct DenoiseSpec<'a> {
     pub y: Option<&'a Array>,
     /// Run cond + uncond as one B = 2 call (faster, twice the activation memory).
     pub batch_cfg: bool,
+    /// Reuse DiT evaluations across steps (`step_cache`); `StepCache::Off` is the official loop.
+    pub step_cache: StepCache,
 }
 
 /// Per-step progress handed to the caller (it builds previews and UI events from it).
@@ -65,6 +68,8 @@ pub struct Denoised {
     pub latent: Array,
     pub timesteps: Vec<i64>,
     pub sigmas: Vec<f32>,
+    /// Per step and branch: computed or reused (all computed without a step cache).
+    pub step_cache: Vec<StepRecord>,
 }
 
 /// Keep at most `text_len` context rows (the official model crashes beyond that).
@@ -127,11 +132,20 @@ pub fn denoise(
 
     let mut latent = impose(&spec.latent.as_dtype(Dtype::Float32)?)?;
     let y = spec.y.map(|y| y.expand_dims(0)).transpose()?;
-    // Embedded contexts per expert (high-noise flag), recomputed after a switch.
-    let mut embedded: Option<(bool, Array, bool)> = None;
+    // Cross-attention K/V of the contexts per expert (high-noise flag) and CFG setting:
+    // computed once, reused at every step, recomputed only after an expert switch.
+    let mut contexts: Option<(bool, bool, Kvs)> = None;
+    let high_steps = match experts {
+        Experts::Single(_) => None,
+        Experts::Pair { .. } => Some(timesteps.iter().filter(|&&t| experts.is_high(t)).count()),
+    };
+    let mut cache_slot: Option<StepCacheState> = None;
 
     for (i, &t) in timesteps.iter().enumerate() {
         cancel.check()?;
+        if contexts.as_ref().map(|c| c.0) != Some(experts.is_high(t)) {
+            contexts = None; // the previous expert's K/V go before the next expert loads
+        }
         let (high, model) = experts.for_timestep(t)?;
         let g = if high {
             spec.guide_scale.1
@@ -140,7 +154,8 @@ pub fn denoise(
         };
         let cfg = g != 1.0;
         let text_len = model.config.text_len;
-        if embedded.as_ref().map(|e| (e.0, e.2)) != Some((high, cfg)) {
+        if contexts.as_ref().map(|e| (e.0, e.1)) != Some((high, cfg)) {
+            drop(contexts.take()); // a CFG change: old K/V go before the new ones are made
             let c = fit_context(spec.context, text_len, "prompt")?;
             let ctxs = if cfg {
                 let n = fit_context(spec.context_null, text_len, "negative prompt")?;
@@ -148,13 +163,25 @@ pub fn denoise(
             } else {
                 vec![c]
             };
-            let e = model.embed_context(&ctxs)?;
-            embedded = Some((high, e, cfg));
+            let kv = model.context_kv(&model.embed_context(&ctxs)?)?;
+            kv.eval()?;
+            let kvs = if cfg {
+                Kvs {
+                    each: vec![kv.slice(0, 1)?, kv.slice(1, 1)?],
+                    both: spec.batch_cfg.then_some(kv),
+                }
+            } else {
+                Kvs {
+                    each: vec![kv],
+                    both: None,
+                }
+            };
+            contexts = Some((high, cfg, kvs));
         }
-        let (_, ctx_emb, _) = embedded.as_ref().expect("set above");
+        let (_, _, kvs) = contexts.as_ref().expect("set above");
 
         // Timesteps: per token for ti2v (0 on the image frame's tokens), else per sample.
-        let per_token = model.config.model_type == crate::dit::ModelType::Ti2v;
+        let per_token = model.config.model_type == ModelType::Ti2v;
         let model_t: Vec<f32> = if per_token {
             let [pt, ph, pw] = model.config.patch_size;
             let per_frame = ((shape[2] / ph) * (shape[3] / pw)) as usize;
@@ -168,38 +195,97 @@ pub fn denoise(
             vec![t as f32]
         };
 
+        // Which branch (0 = cond, 1 = uncond) computes and which reuses (step cache).
+        let cache = cache_slot.get_or_insert_with(|| {
+            let schedule = Schedule {
+                steps: total,
+                high_steps,
+                table: mag_table(model.config.model_type, spec.first_frame.is_some()),
+            };
+            StepCacheState::new(spec.step_cache, schedule)
+        });
+        let branches = if cfg { 2 } else { 1 };
+        let uses = cache.decide(i, t, high, branches, &latent)?;
         let x1 = latent.expand_dims(0)?;
-        let (cond, uncond) = if cfg && spec.batch_cfg {
-            let x2 = mlx_rs::ops::concatenate(&[x1.clone(), x1], 0)?;
-            let y2 = y
-                .as_ref()
-                .map(|y| mlx_rs::ops::concatenate(&[y.clone(), y.clone()], 0))
-                .transpose()?;
-            let tt = repeat_t(&model_t, 2, per_token);
-            let out = model.forward_embedded(&x2, y2.as_ref(), &tt, ctx_emb, None)?;
-            let parts = out.split_equal(2, 0)?;
-            (
-                parts[0].squeeze_axes(&[0])?,
-                Some(parts[1].squeeze_axes(&[0])?),
-            )
-        } else {
-            let tt = repeat_t(&model_t, 1, per_token);
-            let ctxs = if cfg {
-                ctx_emb.split_equal(2, 0)?
-            } else {
-                vec![ctx_emb.clone()]
+        let call = |bs: &[usize], blocks: Blocks| -> Result<(Vec<Array>, Option<Array>)> {
+            let n = bs.len();
+            let x = match n {
+                1 => x1.clone(),
+                _ => mlx_rs::ops::concatenate(&[x1.clone(), x1.clone()], 0)?,
             };
-            let c = model.forward_embedded(&x1, y.as_ref(), &tt, &ctxs[0], None)?;
-            let u = if cfg {
-                Some(model.forward_embedded(&x1, y.as_ref(), &tt, &ctxs[1], None)?)
-            } else {
-                None
+            let yn = match (&y, n) {
+                (Some(y), 2) => Some(mlx_rs::ops::concatenate(&[y.clone(), y.clone()], 0)?),
+                (y, _) => y.clone(),
             };
-            (
-                c.squeeze_axes(&[0])?,
-                u.map(|u| u.squeeze_axes(&[0])).transpose()?,
-            )
+            let kv = match bs {
+                [b] => &kvs.each[*b],
+                _ => kvs
+                    .both
+                    .as_ref()
+                    .expect("both branches run together only when batched"),
+            };
+            let tt = repeat_t(&model_t, n, per_token);
+            let (out, res) =
+                model.forward_blocks(&x, yn.as_ref(), &tt, kv, Kernels::Fast, blocks)?;
+            let outs = match n {
+                1 => vec![out.squeeze_axes(&[0])?],
+                _ => out
+                    .split_equal(2, 0)?
+                    .iter()
+                    .map(|p| p.squeeze_axes(&[0]))
+                    .collect::<std::result::Result<_, _>>()?,
+            };
+            Ok((outs, res))
         };
+        let magcache = cache.wants_residual();
+        let mut preds: Vec<Option<Array>> = vec![None; branches];
+        let mut keep: Vec<Array> = Vec::new(); // evaluated with the step
+        // EasyCache reuses outputs without calling the model.
+        for b in 0..branches {
+            if uses[b] == Use::Reused && !magcache {
+                preds[b] = Some(cache.reuse_output(b, &latent)?);
+            }
+        }
+        let pending: Vec<usize> = (0..branches).filter(|&b| preds[b].is_none()).collect();
+        let together = pending.len() == 2 && spec.batch_cfg && uses[0] == uses[1];
+        let groups: Vec<Vec<usize>> = if together {
+            vec![pending]
+        } else {
+            pending.into_iter().map(|b| vec![b]).collect()
+        };
+        for bs in groups {
+            let reused = magcache && uses[bs[0]] == Use::Reused;
+            let (outs, res) = if reused {
+                let r = match bs.as_slice() {
+                    [b] => cache.residual(*b)?.clone(),
+                    _ => mlx_rs::ops::concatenate(&[cache.residual(0)?, cache.residual(1)?], 0)?,
+                };
+                call(&bs, Blocks::Reuse(&r))?
+            } else {
+                call(&bs, if magcache { Blocks::Keep } else { Blocks::Run })?
+            };
+            if let Some(res) = res {
+                let parts = match bs.len() {
+                    1 => vec![res],
+                    _ => res.split_equal(2, 0)?,
+                };
+                for (&b, r) in bs.iter().zip(parts) {
+                    keep.push(r.clone());
+                    cache.store_residual(b, r);
+                }
+            }
+            for (&b, v) in bs.iter().zip(outs) {
+                if !reused {
+                    cache.store_output(b, &latent, &v)?;
+                }
+                preds[b] = Some(v);
+            }
+        }
+        let mut preds = preds
+            .into_iter()
+            .map(|p| p.expect("every branch predicted"));
+        let cond = preds.next().expect("cond branch");
+        let uncond = preds.next();
         // v = uncond + g·(cond − uncond)
         let noise_pred = match &uncond {
             Some(u) => u.add(cond.subtract(u)?.multiply(Array::from_f32(g))?)?,
@@ -207,7 +293,7 @@ pub fn denoise(
         };
         let out = solver.step(&noise_pred, i, &latent)?;
         let next = impose(&out.sample)?;
-        mlx_rs::transforms::eval([&next, &out.x0])?;
+        mlx_rs::transforms::eval([&next, &out.x0].into_iter().chain(&keep))?;
         if let Some(tr) = trace.as_deref_mut() {
             tr(StepTrace {
                 model_input: latent.clone(),
@@ -234,7 +320,25 @@ pub fn denoise(
         latent,
         timesteps,
         sigmas: solver.schedule().sigmas.clone(),
+        step_cache: cache_slot.map(|c| c.record).unwrap_or_default(),
     })
+}
+
+/// Context K/V of one expert: per branch (B = 1 views) and, for batched CFG, both (B = 2).
+struct Kvs {
+    each: Vec<ContextKv>,
+    both: Option<ContextKv>,
+}
+
+/// The MagCache calibration of a run: by the model kind, and for ti2v-5B by whether an
+/// image is imposed on frame 0.
+fn mag_table(kind: ModelType, image: bool) -> MagTable {
+    match (kind, image) {
+        (ModelType::I2v, _) => MagTable::I2vA14B,
+        (ModelType::T2v, _) => MagTable::T2vA14B,
+        (ModelType::Ti2v, true) => MagTable::Ti2vI2v,
+        (ModelType::Ti2v, false) => MagTable::Ti2vT2v,
+    }
 }
 
 fn repeat_t(t: &[f32], b: usize, per_token: bool) -> Timesteps {

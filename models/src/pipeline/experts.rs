@@ -69,6 +69,14 @@ impl Experts {
         }
     }
 
+    /// Whether timestep `t` belongs to the high-noise expert (false for single models).
+    pub fn is_high(&self, t: i64) -> bool {
+        match self {
+            Experts::Single(_) => false,
+            Experts::Pair { boundary_t, .. } => t as f64 >= *boundary_t,
+        }
+    }
+
     /// The model for integer timestep `t` and whether it is the high-noise expert.
     pub fn for_timestep(&mut self, t: i64) -> Result<(bool, &WanModel)> {
         match self {

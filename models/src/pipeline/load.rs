@@ -12,6 +12,7 @@ use crate::checkpoint::folder::{Checkpoint, Expert};
 use crate::config::Task;
 use crate::dit::WanModel;
 use crate::error::{Error, Result};
+use crate::lora_file::LoraSpec;
 use crate::vae::preview::{Previewer, ensure_previewer};
 
 /// Loading knobs (ours, in place of `--offload_model` / `--convert_model_dtype`).
@@ -21,12 +22,11 @@ pub struct LoadOptions {
     pub dtype: Dtype,
     /// A14B: keep only the active expert resident.
     pub one_expert_at_a_time: bool,
-    /// A LoRA file (`train::lora` / community key names) merged into every DiT at load with
-    /// this scale, before the compute-dtype cast (the merge itself runs in float32).
-    pub lora: Option<(std::path::PathBuf, f32)>,
-    /// A14B: merge the LoRA into this expert only (LoRAs for Wan2.2 A14B are trained per
-    /// expert, as `train_lora --expert` does); `None`: every DiT.
-    pub lora_expert: Option<Expert>,
+    /// LoRA / delta files (any format of `crate::lora_file`) merged at load with their scale,
+    /// before the compute-dtype cast (the merge itself runs in float32): one file for every
+    /// DiT, or per A14B expert (LoRAs for A14B are trained per expert, e.g. Lightning's
+    /// `high_noise_model` / `low_noise_model` pair or `train_lora --expert`).
+    pub lora: Option<LoraSpec>,
     /// Folder for previewers fitted on first use (folders without `preview_mlx.safetensors`,
     /// e.g. official ones); `None`: previews only where the folder has one.
     pub preview_cache: Option<std::path::PathBuf>,
@@ -203,22 +203,19 @@ pub fn load_experts(ck: &Checkpoint, task: Task, opts: &LoadOptions) -> Result<E
             r.spec.name()
         )));
     }
-    if let Some(e) = opts.lora_expert {
-        if opts.lora.is_none() {
-            return Err(Error::Input(
-                "a LoRA expert was chosen without a LoRA file".into(),
-            ));
-        }
-        if task.config().boundary.is_none() || e == Expert::Main {
-            return Err(Error::Input(format!(
-                "{} has one DiT; choose the LoRA's expert (high/low) only for A14B tasks",
-                task.name()
-            )));
-        }
+    let lora = opts.lora.as_ref().map(LoraSpec::resolved).transpose()?;
+    if let Some(l) = &lora
+        && l.is_per_expert()
+        && task.config().boundary.is_none()
+    {
+        return Err(Error::Input(format!(
+            "{} has one DiT; per-expert LoRAs (high/low) are for A14B tasks only",
+            task.name()
+        )));
     }
-    let lora_for = |e: Expert| match opts.lora_expert {
-        Some(only) if only != e => None,
-        _ => opts.lora.clone(),
+    let lora_for = |e: Expert| {
+        let l = lora.as_ref()?;
+        Some((l.file_for(e)?.to_path_buf(), l.scale))
     };
     let experts = match task.config().boundary {
         None => Experts::Single(Box::new(load_dit(

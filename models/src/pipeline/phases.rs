@@ -29,7 +29,7 @@ use super::run::{
     LatentVae, RunRecord, initial_noise, negative_prompt, prepare, truncation_warnings,
 };
 use super::vae_glue::VaeComponent;
-use crate::checkpoint::folder::{Checkpoint, Expert};
+use crate::checkpoint::folder::Checkpoint;
 use crate::error::{Error, Result};
 use crate::memory::Plan;
 use crate::quant::Recipe;
@@ -39,10 +39,6 @@ use crate::vae::preview::{Previewer, find_previewer};
 /// How to run one phased generation: the memory plan plus what is not about memory.
 pub struct PhasedOptions {
     pub plan: Plan,
-    /// A LoRA merged into the DiT(s) at load, with its scale.
-    pub lora: Option<(PathBuf, f32)>,
-    /// A14B: merge the LoRA into this expert only.
-    pub lora_expert: Option<Expert>,
     /// Where previewers fitted for folders without one are kept (the app).
     pub preview_cache: Option<PathBuf>,
     /// The prompt-embedding cache (`None`: always encode).
@@ -290,8 +286,7 @@ pub fn generate(
     let lopts = LoadOptions {
         dtype: plan.dtype,
         one_expert_at_a_time: plan.one_expert_at_a_time,
-        lora: opts.lora.clone(),
-        lora_expert: opts.lora_expert,
+        lora: params.lora.clone(),
         preview_cache: opts.preview_cache.clone(),
         quantize: plan
             .quantization
@@ -317,6 +312,7 @@ pub fn generate(
         first_frame: prep.first_frame.as_ref(),
         y: prep.y.as_ref(),
         batch_cfg: plan.batch_cfg,
+        step_cache: params.step_cache,
     };
     let out = denoise(
         &mut experts,
@@ -364,8 +360,9 @@ pub fn generate(
             timesteps: out.timesteps,
             sigmas: out.sigmas,
             latent: out.latent,
-            image_latent: prep.first_frame,
+            image: prep.image,
             contexts: (context, context_null),
+            step_cache: out.step_cache,
         },
         record,
     ))

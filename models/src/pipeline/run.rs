@@ -83,8 +83,24 @@ pub struct RunRecord {
     pub timesteps: Vec<i64>,
     pub sigmas: Vec<f32>,
     pub latent: Array,
-    pub image_latent: Option<Array>,
+    /// The conditioning image at each official stage (image→video runs).
+    pub image: Option<ImageTensors>,
     pub contexts: (Array, Array),
+    /// Which steps computed the DiT and which reused an earlier evaluation.
+    pub step_cache: Vec<super::step_cache::StepRecord>,
+}
+
+/// The conditioning image as the VAE and the DiT saw it (for parity and inspection; all at
+/// the output resolution or smaller, so keeping them costs little).
+#[derive(Clone)]
+pub struct ImageTensors {
+    /// The `[3, 1, H, W]` image frame the VAE encodes, in [−1, 1]: ti2v-5B after the
+    /// LANCZOS resize + crop, i2v-A14B after the bicubic resize (may overshoot ±1).
+    pub image: Array,
+    /// The VAE latent: ti2v-5B `[48, 1, h, w]`; i2v-A14B `[16, F', h, w]` (image + zero frames).
+    pub latent: Array,
+    /// i2v-A14B: `y` = 4 mask channels (1 on latent frame 0) + `latent`, given to the DiT.
+    pub y: Option<Array>,
 }
 
 /// The negative prompt of a request (empty or absent: the official default).
@@ -149,6 +165,7 @@ pub(crate) struct Prepared {
     pub shape: [i32; 4],
     pub first_frame: Option<Array>,
     pub y: Option<Array>,
+    pub image: Option<ImageTensors>,
 }
 
 /// Latent shape and image conditioning; `encode` (the VAE encoder) runs only for an image.
@@ -160,32 +177,39 @@ pub(crate) fn prepare(
 ) -> Result<Prepared> {
     let f_lat = cfg.latent_frames(params.frame_num)?;
     let (w, h) = params.size;
-    let area = w as f64 * h as f64;
+    // `max_area` = W·H of the size string (`MAX_AREA_CONFIGS`): only the area counts.
+    let area = w.max(0) as u64 * h.max(0) as u64;
     let [_, sh, sw] = cfg.vae_stride;
     match (cfg.task, &params.image) {
         (Task::Ti2v5B, Some(path)) => {
             on_event(Event::Stage(Stage::EncodeImage));
             let img = video::load_rgb(path)?;
             let (mw, _) = cfg.size_multiple();
-            let x = video::ti2v_image(&img, area, mw as u32)?; // [3, 1, oh, ow]
+            let (_, x) = video::ti2v_image(&img, area, mw as u32)?; // [3, 1, oh, ow]
             let z = encode(&x)?; // [z, 1, oh/16, ow/16]
             let s = z.shape().to_vec();
             Ok(Prepared {
                 shape: [cfg.z_dim, f_lat, s[2], s[3]],
-                first_frame: Some(z),
+                first_frame: Some(z.clone()),
                 y: None,
+                image: Some(ImageTensors {
+                    image: x,
+                    latent: z,
+                    y: None,
+                }),
             })
         }
         (Task::I2vA14B, Some(path)) => {
             on_event(Event::Stage(Stage::EncodeImage));
             let img = video::load_rgb(path)?;
             let (iw, ih) = img.dimensions();
-            let (ow, oh) = video::i2v_a14b_size(iw, ih, area, sh as u32);
+            let patch = cfg.patch_size[1] as u32;
+            let (ow, oh) = video::i2v_a14b_size(iw, ih, area, sh as u32, patch)?;
             let x = video::i2v_a14b_image(&img, ow, oh)?; // [3, 1, H, W]
             let (ow, oh) = (ow as i32, oh as i32);
             let frames = params.frame_num;
             let pad = mlx_rs::ops::zeros::<f32>(&[3, frames - 1, oh, ow])?;
-            let clip = mlx_rs::ops::concatenate(&[x, pad], 1)?;
+            let clip = mlx_rs::ops::concatenate(&[&x, &pad], 1)?;
             let lat = encode(&clip)?; // [16, F', h, w]
             let (lh, lw) = (oh / sh, ow / sw);
             // Mask: 4 channels, 1 on latent frame 0 (official msk after folding 4 frames).
@@ -196,11 +220,16 @@ pub(crate) fn prepare(
                 m[base..base + per].iter_mut().for_each(|v| *v = 1.0);
             }
             let msk = Array::from_slice(&m, &[4, f_lat, lh, lw]);
-            let y = mlx_rs::ops::concatenate(&[msk, lat], 0)?;
+            let y = mlx_rs::ops::concatenate(&[&msk, &lat], 0)?;
             Ok(Prepared {
                 shape: [cfg.z_dim, f_lat, lh, lw],
                 first_frame: None,
-                y: Some(y),
+                y: Some(y.clone()),
+                image: Some(ImageTensors {
+                    image: x,
+                    latent: lat,
+                    y: Some(y),
+                }),
             })
         }
         (Task::I2vA14B, None) => Err(Error::Input("i2v-A14B needs --image".into())),
@@ -213,6 +242,7 @@ pub(crate) fn prepare(
                 shape: [cfg.z_dim, f_lat, h / sh, w / sw],
                 first_frame: None,
                 y: None,
+                image: None,
             })
         }
     }
@@ -268,6 +298,7 @@ pub fn run(
         first_frame: prep.first_frame.as_ref(),
         y: prep.y.as_ref(),
         batch_cfg: opts.batch_cfg,
+        step_cache: params.step_cache,
     };
     let out = denoise(
         comps.experts,
@@ -305,8 +336,9 @@ pub fn run(
             timesteps: out.timesteps,
             sigmas: out.sigmas,
             latent: out.latent,
-            image_latent: prep.first_frame,
+            image: prep.image,
             contexts: (context, context_null),
+            step_cache: out.step_cache,
         },
     ))
 }

@@ -14,9 +14,7 @@
 //! | `diffusion_model.blocks.{N}.{target}.alpha` | `[]` (α; scale = α / r) |
 //!
 //! with `target` ∈ `self_attn.{q,k,v,o}`, `cross_attn.{q,k,v,o}`, `ffn.0`, `ffn.2` (official
-//! key names). [`merge_lora`] also reads kohya/musubi names
-//! (`lora_unet_blocks_{N}_{target with _}.lora_down.weight` / `.lora_up.weight` / `.alpha`)
-//! and files without the `diffusion_model.` prefix; a missing `alpha` means α = r.
+//! key names). [`merge_lora`] reads this and every other common format (`crate::lora_file`).
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -24,7 +22,7 @@ use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::{ModuleParameters as _, Param};
 use mlx_rs::{Array, Dtype};
 
-use crate::checkpoint::safetensors::{SafeTensors, save};
+use crate::checkpoint::safetensors::save;
 use crate::dit::block::WanAttentionBlock;
 use crate::dit::{Timesteps, WanConfig, WanModel};
 use crate::error::{Error, Result};
@@ -263,138 +261,12 @@ impl FlowModel for LoraWan {
     }
 }
 
-/// `(block, target, kind)` of a LoRA tensor name in either supported naming, where kind is
-/// `A`, `B` or `alpha`.
-fn parse_key(name: &str) -> Option<(usize, String, &'static str)> {
-    let n = name
-        .strip_prefix("diffusion_model.")
-        .or_else(|| name.strip_prefix("model.diffusion_model."))
-        .unwrap_or(name);
-    let (site, kind) = if let Some(s) = n.strip_suffix(".lora_A.weight") {
-        (s.to_string(), "A")
-    } else if let Some(s) = n.strip_suffix(".lora_B.weight") {
-        (s.to_string(), "B")
-    } else if let Some(s) = n.strip_suffix(".lora_down.weight") {
-        (s.to_string(), "A")
-    } else if let Some(s) = n.strip_suffix(".lora_up.weight") {
-        (s.to_string(), "B")
-    } else if let Some(s) = n.strip_suffix(".alpha") {
-        (s.to_string(), "alpha")
-    } else {
-        return None;
-    };
-    // kohya: lora_unet_blocks_3_self_attn_q → blocks.3.self_attn.q
-    let site = match site.strip_prefix("lora_unet_blocks_") {
-        Some(rest) => {
-            let (b, t) = rest.split_once('_')?;
-            let t = ALL_TARGETS
-                .iter()
-                .find(|k| k.replace('.', "_") == t)?
-                .to_string();
-            format!("blocks.{b}.{t}")
-        }
-        None => site,
-    };
-    let rest = site.strip_prefix("blocks.")?;
-    let (b, t) = rest.split_once('.')?;
-    let b = b.parse().ok()?;
-    ALL_TARGETS.contains(&t).then(|| (b, t.to_string(), kind))
-}
-
-/// Merge a LoRA file into `model` at `scale` (`W ← W + scale·(α/r)·B·A`), strictly: every
-/// tensor must name a known site with matching shapes, else nothing is changed and every
-/// problem is reported. Returns the number of merged sites. This is what
+/// Merge a LoRA file into `model` at `scale` (`W ← W + scale·(α/r)·B·A`, and full deltas),
+/// strictly: every tensor must name a parameter with a fitting shape, else nothing is
+/// changed and every problem is reported. Returns the number of parameters changed. The
+/// formats and their parsing live in [`crate::lora_file`]; this is what
 /// `generate --lora FILE --lora_scale S` calls after loading the DiT (merge at load: no
 /// run-time cost).
 pub fn merge_lora(model: &mut WanModel, path: &Path, scale: f32) -> Result<usize> {
-    let st = SafeTensors::open(path)?;
-    type Site = (Option<Array>, Option<Array>, Option<f32>);
-    let mut sites: BTreeMap<(usize, String), Site> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for name in st.names() {
-        let Some((b, t, kind)) = parse_key(name) else {
-            problems.push(format!("`{name}` is not a LoRA tensor of a Wan block"));
-            continue;
-        };
-        let e = sites.entry((b, t)).or_default();
-        let a = st.array(name)?;
-        match kind {
-            "A" => e.0 = Some(a),
-            "B" => e.1 = Some(a),
-            _ => e.2 = Some(a.as_dtype(Dtype::Float32)?.item_cast::<f32>()),
-        }
-    }
-    let mut deltas = Vec::new();
-    for ((b, t), (a, bm, alpha)) in sites {
-        let site = format!("blocks.{b}.{t}");
-        let (Some(a), Some(bm)) = (a, bm) else {
-            problems.push(format!("{site}: needs both lora_A/down and lora_B/up"));
-            continue;
-        };
-        let lin = match linear_mut(model, b, &t) {
-            Ok(l) => l,
-            Err(e) => {
-                problems.push(format!("{site}: {e}"));
-                continue;
-            }
-        };
-        let (sa, sb) = (a.shape(), bm.shape());
-        let (out, inp) = (lin.out_dim(), lin.in_dim());
-        if sa.len() != 2 || sb.len() != 2 || sa[1] != inp || sb[0] != out || sa[0] != sb[1] {
-            problems.push(format!(
-                "{site}: A {sa:?} / B {sb:?} do not fit a [{out}, {inp}] weight"
-            ));
-            continue;
-        }
-        let rank = sa[0] as f32;
-        let k = scale * alpha.unwrap_or(rank) / rank;
-        let delta = bm
-            .as_dtype(Dtype::Float32)?
-            .matmul(a.as_dtype(Dtype::Float32)?)?
-            .multiply(Array::from_f32(k))?;
-        deltas.push((b, t, delta));
-    }
-    if !problems.is_empty() {
-        return Err(Error::Weights(problems));
-    }
-    let n = deltas.len();
-    for (b, t, delta) in deltas {
-        let lin = linear_mut(model, b, &t)?;
-        let dt = lin.weight.dtype();
-        let w = lin
-            .weight
-            .as_dtype(Dtype::Float32)?
-            .add(delta)?
-            .as_dtype(dt)?;
-        w.eval()?;
-        *lin.weight = w;
-    }
-    Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_names_parse_in_both_conventions() {
-        assert_eq!(
-            parse_key("diffusion_model.blocks.3.self_attn.q.lora_A.weight"),
-            Some((3, "self_attn.q".into(), "A"))
-        );
-        assert_eq!(
-            parse_key("blocks.0.ffn.2.lora_B.weight"),
-            Some((0, "ffn.2".into(), "B"))
-        );
-        assert_eq!(
-            parse_key("lora_unet_blocks_12_cross_attn_o.lora_up.weight"),
-            Some((12, "cross_attn.o".into(), "B"))
-        );
-        assert_eq!(
-            parse_key("lora_unet_blocks_1_ffn_0.alpha"),
-            Some((1, "ffn.0".into(), "alpha"))
-        );
-        assert_eq!(parse_key("diffusion_model.head.head.lora_A.weight"), None);
-        assert_eq!(parse_key("blocks.0.norm3.lora_A.weight"), None);
-    }
+    crate::lora_file::merge_file(model, path, scale)
 }

@@ -1,8 +1,9 @@
 //! Video output as the official `wan/utils/utils.py:save_video` writes it: frames in
 //! [−1, 1] → `uint8 = trunc((clamp(x, −1, 1) + 1)/2 · 255)` → H.264 (`libx264`, yuv420p,
-//! crf 10) at the task fps. Encoding goes through `ffmpeg-sidecar` driving the **system**
-//! ffmpeg (no download feature compiled in; `$WAN_FFMPEG` overrides the binary). Every
-//! file is written to a temporary name beside the target and renamed on success.
+//! crf 10) at the task fps. Encoding goes through `ffmpeg-sidecar` driving the ffmpeg
+//! binary that [`super::ffmpeg`] finds (bundled sidecar, `$WAN_FFMPEG`, PATH + Homebrew,
+//! the app's download). Every file is written to a temporary name beside the target and
+//! renamed on success.
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -46,13 +47,6 @@ pub fn frames_from_video(video: &Array) -> Result<Frames> {
     })
 }
 
-/// The ffmpeg binary: `$WAN_FFMPEG`, else a sidecar beside the executable, else `PATH`.
-pub(crate) fn ffmpeg_binary() -> PathBuf {
-    std::env::var_os("WAN_FFMPEG")
-        .map(PathBuf::from)
-        .unwrap_or_else(ffmpeg_sidecar::paths::ffmpeg_path)
-}
-
 /// A sibling temporary path that keeps the extension (ffmpeg picks the muxer from it).
 pub fn tmp_sibling(path: &Path) -> PathBuf {
     let name = path
@@ -73,8 +67,8 @@ pub fn write_mp4(path: &Path, frames: &Frames, fps: u32) -> Result<()> {
             frames.width, frames.height
         )));
     }
+    let bin = super::ffmpeg::find()?.path;
     let tmp = tmp_sibling(path);
-    let bin = ffmpeg_binary();
     let mut cmd = FfmpegCommand::new_with_path(&bin);
     cmd.hide_banner()
         .args(["-loglevel", "error"])
@@ -89,12 +83,9 @@ pub fn write_mp4(path: &Path, frames: &Frames, fps: u32) -> Result<()> {
         .args(["-f", "mp4"])
         .overwrite()
         .output(tmp.as_os_str().to_string_lossy().as_ref());
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::External(format!(
-            "cannot run ffmpeg (`{}`): {e}; install it (e.g. `apt-get install ffmpeg`) or set WAN_FFMPEG",
-            bin.display()
-        ))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::External(format!("cannot run ffmpeg (`{}`): {e}", bin.display())))?;
     // Drain stdout/stderr on threads so a chatty ffmpeg never blocks on a full pipe.
     let stdout = child.take_stdout();
     let drain = std::thread::spawn(move || {

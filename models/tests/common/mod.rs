@@ -2,8 +2,24 @@
 #![allow(dead_code)]
 use std::path::PathBuf;
 
-/// `$WAN_FIXTURES` or `../shared/fixtures` beside the repository. `None` (test skipped,
-/// with a note) when absent — except with `CI=true`, where a missing folder fails.
+/// Whether a test may skip because its fixtures or a tool are missing: only when
+/// `WAN_ALLOW_SKIP=1` is set explicitly (never in `scripts/test.sh` / CI). Otherwise a
+/// missing prerequisite is a failure that says what is missing.
+pub fn skip_allowed() -> bool {
+    std::env::var("WAN_ALLOW_SKIP").is_ok_and(|v| v == "1")
+}
+
+/// Fail with `why`, or (with `WAN_ALLOW_SKIP=1`) print a SKIP note and return.
+pub fn missing(why: &str) {
+    assert!(
+        skip_allowed(),
+        "{why} (set WAN_ALLOW_SKIP=1 to skip such tests instead of failing)"
+    );
+    eprintln!("SKIP (WAN_ALLOW_SKIP=1): {why}");
+}
+
+/// `$WAN_FIXTURES` or `../shared/fixtures` beside the repository. Absent: the test fails,
+/// or with `WAN_ALLOW_SKIP=1` gets `None` and skips.
 pub fn fixtures_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("WAN_FIXTURES")
         .map(PathBuf::from)
@@ -11,20 +27,27 @@ pub fn fixtures_dir() -> Option<PathBuf> {
     if dir.join("README.md").exists() {
         return Some(dir);
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "fixtures not found at {} (CI=true: this is a failure, not a skip)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "SKIP: fixtures not found at {} (set WAN_FIXTURES)",
+    missing(&format!(
+        "golden fixtures not found at {} (set WAN_FIXTURES to the shared fixtures folder)",
         dir.display()
-    );
+    ));
     None
 }
 
-/// A fixture file path, or `None` when the fixture folder is absent (see above).
+/// Whether the command-line tool `name` runs (`name -version`); absent: the test fails, or
+/// with `WAN_ALLOW_SKIP=1` gets `false` and skips.
+pub fn tool(name: &str) -> bool {
+    let ok = std::process::Command::new(name)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        missing(&format!("`{name}` is not installed or does not run"));
+    }
+    ok
+}
+
+/// A fixture file path (`None` only when skipping is allowed and the folder is absent).
 pub fn fixture(name: &str) -> Option<PathBuf> {
     let p = fixtures_dir()?.join(name);
     assert!(p.exists(), "fixture {} is missing", p.display());

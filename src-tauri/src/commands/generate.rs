@@ -131,7 +131,16 @@ pub fn validate(params: &GenerateParams, ckpt: &CheckpointInfo) -> AppResult<()>
         (Some(_), _, Task::T2vA14B) => {
             return bad("t2v-A14B is text-only: remove the image".into());
         }
-        (Some(p), _, _) => check_image_path(p)?,
+        (Some(p), _, _) => {
+            check_image_path(p)?;
+            // The official size rules must fit this image to the area (they divide by
+            // zero for extreme aspect ratios): refuse now rather than in the worker.
+            let bytes = std::fs::read(p).map_err(|e| AppError::io("reading the image", e))?;
+            let dims = image_dims(&bytes).ok_or_else(|| {
+                AppError::input(format!("{}: not a PNG or JPEG image", p.display()))
+            })?;
+            wan::video::conditioned_size(&cfg, dims, params.size)?;
+        }
         _ => {}
     }
     if !ckpt.problems.is_empty() {
@@ -185,6 +194,8 @@ pub fn enqueue(
     params: GenerateParams,
     on_event: Channel<JobEvent>,
 ) -> AppResult<JobId> {
+    // The clip is written by ffmpeg after the whole run: refuse now, not after denoising.
+    crate::ffmpeg::require()?;
     let dir = state
         .settings()
         .checkpoint_dir

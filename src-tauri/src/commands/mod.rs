@@ -1,5 +1,6 @@
 //! The IPC surface. Commands validate, then call into the queue, gallery or settings;
 //! errors reach the UI as `{ code, message }`.
+pub mod downloads;
 pub mod gallery;
 pub mod generate;
 pub mod models;

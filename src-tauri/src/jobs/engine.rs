@@ -95,7 +95,7 @@ impl Engine for WanEngine {
             machine,
             &Overrides::default(),
             Some(&cache),
-            false,
+            params.lora.is_some(),
         )?;
         if let (false, Some(reason)) = (report.fits, &report.reason) {
             return Err(Error::Memory(reason.clone()));
@@ -103,8 +103,6 @@ impl Engine for WanEngine {
         let tags = report.plan.tags().join(" · ");
         let opts = PhasedOptions {
             plan: report.plan,
-            lora: None,
-            lora_expert: None,
             preview_cache: Some(self.preview_cache.clone()),
             context_cache: Some(cache),
             noise: None,

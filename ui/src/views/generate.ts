@@ -9,9 +9,11 @@ import {
   type ImageInfo,
   type JobEvent,
   type QueueSnapshot,
+  type LoraSpec,
   type TaskPreset,
 } from "../ipc";
 import * as form from "../form";
+import * as speed from "../speed";
 import { PreviewPlayer } from "../preview";
 import { playClip } from "../clip";
 
@@ -27,6 +29,7 @@ const STAGE_TEXT: Record<string, string> = {
 export class GenerateView {
   private presets: TaskPreset[] = [];
   private image: ImageInfo | null = null;
+  private lora: LoraSpec | null = null;
   private player: PreviewPlayer;
 
   constructor(
@@ -71,6 +74,7 @@ export class GenerateView {
           field("Seed", el("input", { id: "seed", type: "number", min: 0 })),
           el("button", { id: "seed-random", type: "button", text: "🎲", title: "Random seed" }),
         ),
+        speed.speedRow(field),
         el(
           "div",
           { id: "image-zone", class: "dropzone" },
@@ -129,6 +133,11 @@ export class GenerateView {
       if (p) await this.setImage(p);
     });
     this.$("image-clear").addEventListener("click", () => this.clearImage());
+    this.$("fast-preset").addEventListener("click", async () => {
+      const path = await dialogs.pickLora().catch(() => null);
+      if (path) this.load(speed.fastPreset(this.params(), speed.loraFor(path)));
+    });
+    this.$("lora-clear").addEventListener("click", () => this.setLora(null));
     this.$("gen-form").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.submit();
@@ -176,6 +185,8 @@ export class GenerateView {
     this.$("guidance-high").closest("label")!.hidden = preset.guide_scale[0] === preset.guide_scale[1];
     this.$<HTMLSelectElement>("solver").value = p.solver;
     this.$("seed").value = String(p.seed);
+    this.$<HTMLSelectElement>("step-cache").value = (p.step_cache ?? "off").split(":")[0];
+    this.setLora(p.lora ?? null);
     this.$("image-zone").hidden = !preset.accepts_image;
     if (p.image) void this.setImage(p.image);
     else this.clearImage();
@@ -202,6 +213,7 @@ export class GenerateView {
     const preset = this.preset();
     const g = num("guidance");
     const same = preset.guide_scale[0] === preset.guide_scale[1];
+    const cache = this.$<HTMLSelectElement>("step-cache").value;
     return {
       task: preset.task,
       prompt: this.$<HTMLTextAreaElement>("prompt").value,
@@ -214,7 +226,17 @@ export class GenerateView {
       solver: this.$<HTMLSelectElement>("solver").value as GenerateParams["solver"],
       seed: num("seed"),
       image: this.image?.path ?? null,
+      // Speed settings travel only when used (older records have none).
+      ...(cache !== "off" ? { step_cache: cache } : {}),
+      ...(this.lora ? { lora: this.lora } : {}),
     };
+  }
+
+  private setLora(l: LoraSpec | null): void {
+    this.lora = l;
+    const path = l?.all ?? l?.high ?? l?.low ?? "";
+    this.$("lora-name").textContent = l ? `LoRA: ${path.split(/[\\/]/).pop()} ×${l.scale}` : "";
+    this.$("lora-clear").hidden = !l;
   }
 
   private estimateTimer: ReturnType<typeof setTimeout> | null = null;
@@ -225,8 +247,10 @@ export class GenerateView {
     const preset = this.preset();
     this.$("duration").textContent = `${form.duration(p.frame_num, preset.fps).toFixed(2)} s at ${preset.fps} fps`;
     if (this.image) {
-      const [w, h] = form.imageOutputSize(p.task, [this.image.width, this.image.height], p.size);
-      this.$("image-output-size").textContent = `Output: ${w}×${h} (from the image's aspect ratio)`;
+      const out = form.imageOutputSize(p.task, [this.image.width, this.image.height], p.size);
+      this.$("image-output-size").textContent = out
+        ? `Output: ${out[0]}×${out[1]} (from the image's aspect ratio)`
+        : "This image's aspect ratio is too extreme for this size's area: choose a larger size.";
     }
     const errs = form.validate(p, preset);
     this.$("errors").replaceChildren(...errs.map((e) => el("li", { text: e })));

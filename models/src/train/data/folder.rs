@@ -1,7 +1,7 @@
 //! A LoRA dataset folder in the community layout (musubi-tuner / DiffSynth / ai-toolkit):
 //! media files with a caption in a same-stem `.txt` beside each (`fox.mp4` + `fox.txt`).
 //!
-//! * videos (`.mp4 .mov .webm .mkv`) are decoded by the system `ffmpeg` (no codec code in
+//! * videos (`.mp4 .mov .webm .mkv`) are decoded by `ffmpeg` (`video::ffmpeg`; no codec code in
 //!   this crate), scaled to cover the training size and centre-cropped by ffmpeg's own
 //!   filters, and the first `F` frames are kept (`F = 4n+1`, what the VAE encodes);
 //! * images (`.png .jpg .jpeg` through the `image` crate, `.webp` through ffmpeg, since the
@@ -227,7 +227,9 @@ fn image_frame(path: &Path, spec: &ClipSpec) -> std::result::Result<Frames, Stri
 /// The first `n` frames through ffmpeg's scale-to-cover + centre crop, as raw RGB24.
 fn ffmpeg_frames(path: &Path, spec: &ClipSpec, n: u32) -> std::result::Result<Frames, String> {
     let (w, h) = (spec.width, spec.height);
-    let bin = crate::video::mp4::ffmpeg_binary();
+    let bin = crate::video::ffmpeg::find()
+        .map_err(|e| e.to_string())?
+        .path;
     // `file:` keeps names with ':' or a leading '-' from being read as protocols/options.
     let mut input = std::ffi::OsString::from("file:");
     input.push(path.as_os_str());
@@ -246,12 +248,7 @@ fn ffmpeg_frames(path: &Path, spec: &ClipSpec, n: u32) -> std::result::Result<Fr
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot run ffmpeg (`{}`): {e}; install it (e.g. `apt-get install ffmpeg`) or set WAN_FFMPEG",
-                bin.display()
-            )
-        })?;
+        .map_err(|e| format!("cannot run ffmpeg (`{}`): {e}", bin.display()))?;
     // Read stderr on a thread so a chatty ffmpeg never blocks on a full pipe.
     let stderr = child.stderr.take();
     let log = std::thread::spawn(move || {

@@ -1,0 +1,213 @@
+//! ffmpeg for the app: checked at start and before a job is queued (never after
+//! denoising), and — only with the user's consent — downloaded as a static build into
+//! the data dir with ffmpeg-sidecar's downloader, where `wan::video::ffmpeg` looks last.
+//! The lookup order itself lives in the library (bundled sidecar → `WAN_FFMPEG` → PATH +
+//! Homebrew folders → the download).
+use std::path::Path;
+
+use serde::Serialize;
+use wan::video::ffmpeg::{self, Found, Lookup};
+
+use crate::error::{AppError, AppResult};
+
+/// Overrides the static build's URL (tests serve an archive from 127.0.0.1).
+pub const DOWNLOAD_URL_ENV: &str = "WAN_FFMPEG_DOWNLOAD_URL";
+
+/// What the window shows about ffmpeg.
+#[derive(Debug, Clone, Serialize)]
+pub struct FfmpegStatus {
+    pub found: Option<Found>,
+    /// Why none was found and what to do (platform-specific).
+    pub message: Option<String>,
+    /// Where a consented download would come from (`None`: no build for this platform).
+    pub download_url: Option<String>,
+    /// Where it would go.
+    pub download_dir: String,
+}
+
+pub fn status(data_dir: &Path) -> FfmpegStatus {
+    let (found, message) = match Lookup::from_env().find() {
+        Ok(f) => (Some(f), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    FfmpegStatus {
+        found,
+        message,
+        download_url: download_url(),
+        download_dir: ffmpeg::download_dir(data_dir).display().to_string(),
+    }
+}
+
+/// `Err` with code `ffmpeg` when no ffmpeg can be found: the check before queueing.
+pub fn require() -> AppResult<Found> {
+    ffmpeg::find().map_err(AppError::from)
+}
+
+pub fn download_url() -> Option<String> {
+    std::env::var(DOWNLOAD_URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            ffmpeg_sidecar::download::ffmpeg_download_url()
+                .ok()
+                .map(String::from)
+        })
+}
+
+/// Download progress for the window.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FfmpegEvent {
+    Progress { done: u64, total: u64 },
+    Unpacking,
+    Done { found: Found },
+    Failed { error: AppError },
+}
+
+/// Download and unpack a static ffmpeg into `<data dir>/ffmpeg/`, then check that the
+/// lookup finds it and that it runs. Blocking (call it off the UI thread). Needs
+/// `consent`: the app never fetches an executable the user has not agreed to.
+pub fn download(
+    data_dir: &Path,
+    url: &str,
+    consent: bool,
+    on_event: &(dyn Fn(FfmpegEvent) + Sync),
+) -> AppResult<Found> {
+    if !consent {
+        return Err(AppError::input(
+            "downloading ffmpeg needs your consent (Download in the ffmpeg notice)",
+        ));
+    }
+    let dir = ffmpeg::download_dir(data_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| AppError::io("creating the ffmpeg folder", e))?;
+    let external =
+        |what: &str, e: String| AppError::new("network", format!("{what} ffmpeg from {url}: {e}"));
+    let archive = ffmpeg_sidecar::download::download_ffmpeg_package_with_progress(url, &dir, |e| {
+        use ffmpeg_sidecar::download::FfmpegDownloadProgressEvent as P;
+        if let P::Downloading {
+            total_bytes,
+            downloaded_bytes,
+        } = e
+        {
+            on_event(FfmpegEvent::Progress {
+                done: downloaded_bytes,
+                total: total_bytes,
+            });
+        }
+    })
+    .map_err(|e| external("downloading", format!("{e:#}")))?;
+    on_event(FfmpegEvent::Unpacking);
+    let unpacked = ffmpeg_sidecar::download::unpack_ffmpeg(&archive, &dir);
+    let _ = std::fs::remove_file(&archive);
+    unpacked.map_err(|e| external("unpacking", format!("{e:#}")))?;
+    let bin = dir.join(ffmpeg::exe_name());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755));
+    }
+    let runs = std::process::Command::new(&bin)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        let _ = std::fs::remove_file(&bin);
+        return Err(AppError::new(
+            "ffmpeg",
+            format!("the downloaded ffmpeg ({url}) does not run on this machine; it was removed"),
+        ));
+    }
+    let found = Lookup {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..Lookup::default()
+    }
+    .find()?;
+    on_event(FfmpegEvent::Done {
+        found: found.clone(),
+    });
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::sync::Mutex;
+    use wan::hub::mock::{MockHub, MockOptions};
+    use wan::video::ffmpeg::Source;
+
+    #[test]
+    fn no_consent_no_download() {
+        let d = tempfile::tempdir().unwrap();
+        let e = download(d.path(), "http://127.0.0.1:9/x", false, &|_| {}).unwrap_err();
+        assert_eq!(e.code, "input");
+        assert!(!ffmpeg::download_dir(d.path()).exists());
+    }
+
+    /// A stand-in "static build" (a shell script that answers `-version`) packed the way
+    /// this platform's download is (tar.xz with `<dir>/bin/ffmpeg` on Linux, a zip with
+    /// `ffmpeg` at the top on macOS), served from 127.0.0.1: unpacked into the data dir,
+    /// run, and found by the library's lookup as `downloaded`.
+    #[test]
+    fn consented_download_lands_where_the_lookup_finds_it() {
+        let t = tempfile::tempdir().unwrap();
+        let stage = t.path().join("stage");
+        let inner = if cfg!(target_os = "macos") {
+            stage.clone()
+        } else {
+            stage.join("ffmpeg-n9.0-latest-linux64-gpl-9.0/bin")
+        };
+        std::fs::create_dir_all(&inner).unwrap();
+        let script = inner.join("ffmpeg");
+        std::fs::write(&script, "#!/bin/sh\necho 'ffmpeg version test'\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let repo = t.path().join("hub/builds");
+        std::fs::create_dir_all(&repo).unwrap();
+        let (name, ok) = if cfg!(target_os = "macos") {
+            let out = repo.join("ffmpeg.zip");
+            let ok = Command::new("zip")
+                .current_dir(&stage)
+                .args(["-q", out.to_str().unwrap(), "ffmpeg"])
+                .status()
+                .unwrap()
+                .success();
+            ("ffmpeg.zip", ok)
+        } else {
+            let out = repo.join("ffmpeg.tar.xz");
+            let ok = Command::new("tar")
+                .current_dir(&stage)
+                .args([
+                    "-cJf",
+                    out.to_str().unwrap(),
+                    "ffmpeg-n9.0-latest-linux64-gpl-9.0",
+                ])
+                .status()
+                .unwrap()
+                .success();
+            ("ffmpeg.tar.xz", ok)
+        };
+        assert!(ok, "packing the stand-in archive failed");
+        let hub = MockHub::start(&t.path().join("hub"), MockOptions::default()).unwrap();
+        let url = format!("{}/cdn/builds/{name}", hub.url());
+        let data = t.path().join("data");
+        let events = Mutex::new(Vec::new());
+        let found = download(&data, &url, true, &|e| events.lock().unwrap().push(e)).unwrap();
+        assert_eq!(found.source, Source::Downloaded);
+        assert_eq!(found.path, ffmpeg::download_dir(&data).join("ffmpeg"));
+        let ev = events.into_inner().unwrap();
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, FfmpegEvent::Progress { done, .. } if *done > 0))
+        );
+        assert!(matches!(ev.last(), Some(FfmpegEvent::Done { .. })));
+        // Only the binary is left (archive and temp folder removed).
+        let left: Vec<_> = std::fs::read_dir(ffmpeg::download_dir(&data))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("ffmpeg")]);
+    }
+}
