@@ -3,7 +3,9 @@
 //! `commands` is the IPC surface (validation, then queue/gallery/settings); `jobs` runs
 //! generations and checkpoint conversions on one MLX worker thread and reports through a
 //! sink; `gallery` is the atomic on-disk store of finished clips; `settings` persists
-//! choices; `checkpoint` validates folders and plans memory (through `wan::memory`).
+//! choices; `checkpoint` validates folders and plans memory (through `wan::memory`); `menu`
+//! is the native menu bar; `notify` tells the system when a job ends (notifications, Dock
+//! progress).
 pub mod checkpoint;
 pub mod commands;
 pub mod downloads;
@@ -11,13 +13,15 @@ pub mod error;
 pub mod ffmpeg;
 pub mod gallery;
 pub mod jobs;
+pub mod menu;
+pub mod notify;
 pub mod selfcheck;
 pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tauri::{Manager, RunEvent};
+use tauri::{Manager, RunEvent, WindowEvent};
 
 use commands::{AppState, TauriSink};
 use jobs::{Engine, FakeEngine, JobQueue, WanEngine};
@@ -76,6 +80,14 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         sink: sink.clone(),
     };
     jobs::worker::spawn(ctx, make_engine)?;
+    notify::handle_clicks(app.handle());
+    // The saved appearance also themes the window itself (title bar, native controls).
+    if let (Some(t), Some(w)) = (
+        settings.get().appearance.theme(),
+        app.get_webview_window("main"),
+    ) {
+        let _ = w.set_theme(Some(t));
+    }
     app.manage(Arc::new(downloads::Downloads::new()));
     app.manage(AppState {
         queue,
@@ -90,6 +102,16 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
 pub fn run() {
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
+        .menu(menu::build)
+        .on_menu_event(|app, event| menu::on_event(app, event.id().as_ref()))
+        .on_window_event(|window, event| {
+            if let WindowEvent::Focused(focused) = event
+                && let Some(state) = window.try_state::<AppState>()
+            {
+                state.sink.notifier.set_focused(*focused);
+            }
+        })
         .setup(setup)
         .invoke_handler(tauri::generate_handler![
             commands::generate::task_presets,
@@ -103,9 +125,12 @@ pub fn run() {
             commands::gallery::delete_clip,
             commands::gallery::export_clip,
             commands::gallery::reveal_clip,
+            commands::gallery::clip_last_frame,
+            commands::gallery::join_clips,
             commands::models::inspect_checkpoint,
             commands::models::set_checkpoint,
             commands::models::get_settings,
+            commands::models::set_appearance,
             commands::models::app_info,
             commands::models::memory_estimate,
             commands::models::convert_checkpoint,

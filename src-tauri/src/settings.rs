@@ -34,6 +34,18 @@ pub fn context_cache_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("t5-contexts")
 }
 
+/// The folder File › Open Models Folder shows: the one holding the chosen checkpoint, else
+/// the download folder (Models → Download).
+pub fn models_dir(data_dir: &Path, settings: &Settings) -> PathBuf {
+    settings
+        .checkpoint_dir
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .or_else(|| settings.models_dir.clone())
+        .unwrap_or_else(|| default_models_dir(data_dir))
+}
+
 /// Default home of downloaded models (Models → Download; user-changeable).
 pub fn default_models_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("models")
@@ -46,8 +58,47 @@ pub struct Settings {
     pub checkpoint_dir: Option<PathBuf>,
     /// The Generate form as last submitted (restored on launch).
     pub last_params: Option<GenerateParams>,
+    /// Prompts of queued jobs, newest first, without repeats, at most [`HISTORY_LEN`].
+    pub prompt_history: Vec<String>,
+    /// Light, dark, or whatever the system uses (the default).
+    pub appearance: Appearance,
     /// Where Models → Download puts repos (default `<data dir>/models`).
     pub models_dir: Option<PathBuf>,
+}
+
+/// How many prompts the history keeps.
+pub const HISTORY_LEN: usize = 50;
+
+/// The window's colour scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Appearance {
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+impl Appearance {
+    /// The window theme to force (`None`: follow the system).
+    pub fn theme(self) -> Option<tauri::Theme> {
+        match self {
+            Self::System => None,
+            Self::Light => Some(tauri::Theme::Light),
+            Self::Dark => Some(tauri::Theme::Dark),
+        }
+    }
+}
+
+/// Put `prompt` at the front of `history` (moving it if already there), keeping at most
+/// [`HISTORY_LEN`]; blank prompts are not remembered.
+pub fn remember_prompt(history: &mut Vec<String>, prompt: &str) {
+    if prompt.trim().is_empty() {
+        return;
+    }
+    history.retain(|p| p != prompt);
+    history.insert(0, prompt.to_string());
+    history.truncate(HISTORY_LEN);
 }
 
 impl Settings {
@@ -103,5 +154,44 @@ impl SettingsStore {
         next.save(&self.dir)?;
         *cur = next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_newest_first_unique_and_capped() {
+        let mut h = Vec::new();
+        for i in 0..60 {
+            remember_prompt(&mut h, &format!("p{i}"));
+        }
+        assert_eq!(h.len(), HISTORY_LEN);
+        assert_eq!((h[0].as_str(), h[49].as_str()), ("p59", "p10"));
+        // A repeated prompt moves to the front instead of appearing twice.
+        remember_prompt(&mut h, "p30");
+        assert_eq!(h[0], "p30");
+        assert_eq!(h.iter().filter(|p| *p == "p30").count(), 1);
+        assert_eq!(h.len(), HISTORY_LEN);
+        remember_prompt(&mut h, "  ");
+        assert_eq!(h[0], "p30");
+    }
+
+    #[test]
+    fn old_settings_files_still_load() {
+        let dir = std::env::temp_dir().join(format!("wan-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("settings.json"), br#"{"checkpoint_dir": "/ckpt"}"#).unwrap();
+        let s = Settings::load(&dir);
+        assert_eq!(s.checkpoint_dir.as_deref(), Some(Path::new("/ckpt")));
+        assert!(s.prompt_history.is_empty());
+        assert_eq!(s.appearance, Appearance::System);
+        let mut s2 = s.clone();
+        s2.appearance = Appearance::Dark;
+        remember_prompt(&mut s2.prompt_history, "a fox");
+        s2.save(&dir).unwrap();
+        assert_eq!(Settings::load(&dir), s2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,7 +12,7 @@ use wan_studio::gallery::Gallery;
 use wan_studio::jobs::worker::{self, EngineFactory};
 use wan_studio::jobs::{
     Cancelled, Engine, FakeEngine, JobEvent, JobId, JobQueue, JobSink, QueueSnapshot, Rendered,
-    WorkerContext,
+    Work, WorkerContext,
 };
 use wan_studio::settings::SettingsStore;
 
@@ -351,4 +351,40 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
+}
+
+#[test]
+fn a_continuation_records_its_parent_and_the_gallery_follows_the_chain() {
+    let r = rig(fake(), None);
+    let first = r.push("a paper boat", 1);
+    let Some(JobEvent::Finished { clip: parent }) = r.until_end(first).pop() else {
+        panic!("the first job did not finish");
+    };
+    assert_eq!(parent.record.parent, None);
+    let mut p = params("the boat drifts on", 1);
+    p.image = Some(parent.dir.join("last.png"));
+    let work = Work::Generate {
+        params: p,
+        checkpoint: PathBuf::from("/ckpt/tiny"),
+        parent: Some(parent.record.id.clone()),
+    };
+    let second = r.queue.push_work(work, |_| {});
+    let Some(JobEvent::Finished { clip: child }) = r.until_end(second).pop() else {
+        panic!("the continuation did not finish");
+    };
+    assert_eq!(
+        child.record.parent.as_deref(),
+        Some(parent.record.id.as_str())
+    );
+    // The link is on disk: a fresh gallery rebuilds the chain from the records.
+    let g = Gallery::open(r.gallery.root()).unwrap();
+    let chain: Vec<String> = g
+        .chain(&child.record.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record.id)
+        .collect();
+    assert_eq!(chain, [parent.record.id.clone(), child.record.id.clone()]);
+    let text = std::fs::read_to_string(child.dir.join("record.json")).unwrap();
+    assert!(text.contains(&format!("\"parent\": \"{}\"", parent.record.id)));
 }

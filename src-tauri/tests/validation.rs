@@ -7,7 +7,7 @@ use std::path::Path;
 use wan::config::Task;
 use wan::pipeline::{GenerateParams, SolverKind};
 use wan_studio::checkpoint::{self, CheckpointInfo};
-use wan_studio::commands::generate::{check_memory, image_dims, validate};
+use wan_studio::commands::generate::{check_continuation, check_memory, image_dims, validate};
 use wan_studio::settings::Settings;
 
 const GIB: u64 = 1 << 30;
@@ -252,6 +252,8 @@ fn settings_persist_and_a_corrupt_file_falls_back_to_defaults() {
     let s = Settings {
         checkpoint_dir: Some("/models/ti2v".into()),
         last_params: Some(params()),
+        prompt_history: vec!["a fox".into(), "a boat".into()],
+        appearance: wan_studio::settings::Appearance::Dark,
         models_dir: Some("/Volumes/big/models".into()),
     };
     s.save(d.path()).unwrap();
@@ -268,6 +270,41 @@ fn export_only_to_a_new_mp4_outside_the_gallery() {
         g.export("1-0", &d.path().join("x.mp4")).unwrap_err().code,
         "not_found"
     );
+}
+
+#[test]
+fn a_continuation_names_an_existing_clip_and_has_an_image() {
+    let d = tempfile::tempdir().unwrap();
+    let g = wan_studio::gallery::Gallery::open(d.path().join("g")).unwrap();
+    // Not a continuation: nothing to check.
+    assert!(check_continuation(&g, None, &params()).is_ok());
+    let gone = check_continuation(&g, Some("1-0"), &params()).unwrap_err();
+    assert_eq!(gone.code, "not_found");
+    assert!(gone.message.contains("is gone"), "{}", gone.message);
+    assert_eq!(
+        check_continuation(&g, Some("../etc"), &params())
+            .unwrap_err()
+            .code,
+        "input"
+    );
+    // An existing clip, but no image: refused.
+    let dir = g.root().join("1-0");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("clip.mp4"), b"x").unwrap();
+    std::fs::write(dir.join("poster.png"), b"x").unwrap();
+    let mut rec = serde_json::json!({
+        "id": "1-0", "created_unix_ms": 1, "params": params(), "negative_prompt_used": "",
+        "model": {"path": "/c", "name": "tiny", "engine": "fake"}, "width": 96, "height": 64,
+        "frames": 5, "fps": 24, "timings": {"load_s": 0.0, "text_s": 0.0, "denoise_s": 0.0, "decode_s": 0.0},
+        "wall_s": 1.0
+    });
+    rec["params"]["prompt"] = "parent".into();
+    std::fs::write(dir.join("record.json"), rec.to_string()).unwrap();
+    let no_image = check_continuation(&g, Some("1-0"), &params()).unwrap_err();
+    assert_eq!(no_image.code, "input");
+    let mut p = params();
+    p.image = Some(dir.join("last.png"));
+    assert!(check_continuation(&g, Some("1-0"), &p).is_ok());
 }
 
 /// `wan-studio --self-check` (what bundle.sh runs on the built .app): MLX computes, the

@@ -7,9 +7,23 @@
 // still there → Models: convert CKPT to MLX (CONVERT_DST) → generate on it → 2 clips →
 // Models: choose I2V_CKPT → drop I2V_IMAGE on the window → an i2v-A14B clip → 3 clips →
 // (issue 13) restart without ffmpeg: notice + job refused → ffmpeg back → download
-// ti2v_tiny from the mock Hub (cancel, resume) → generate on it → 4 clips.
+// ti2v_tiny from the mock Hub (cancel, resume) → generate on it → 4 clips →
+// [i15 block] restart → Ctrl+Enter queues 2 variations → continue the second from its last
+// frame (a linked clip) → gallery search → the minimum window size → dark appearance →
+// restart with 500 clips in the gallery (render/search timings, lazy posters).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 
 const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
@@ -20,10 +34,11 @@ const PROMPT = "A red fox runs through fresh snow at dawn.";
 const PROMPT2 = "Paper lanterns drift over a river at night.";
 const PROMPT3 = "A white cat in sunglasses sits on a surfboard at the beach.";
 const CONVERT_DST = process.env.CONVERT_DST;
+const DATA = process.env.WAN_STUDIO_DATA_DIR;
 const I2V_CKPT = process.env.I2V_CKPT;
 const I2V_IMAGE = process.env.I2V_IMAGE;
-if (!APP || !CKPT || !CONVERT_DST || !I2V_CKPT || !I2V_IMAGE)
-  throw new Error("set APP, CKPT, CONVERT_DST, I2V_CKPT and I2V_IMAGE");
+if (!APP || !CKPT || !CONVERT_DST || !I2V_CKPT || !I2V_IMAGE || !DATA)
+  throw new Error("set APP, CKPT, CONVERT_DST, I2V_CKPT, I2V_IMAGE and WAN_STUDIO_DATA_DIR");
 mkdirSync(OUT, { recursive: true });
 
 const t0 = Date.now();
@@ -72,6 +87,16 @@ class Session {
     await wd("POST", `${this.p}/element/${e}/clear`, {});
     await wd("POST", `${this.p}/element/${e}/value`, { text });
   }
+  /** Press keys together (e.g. Ctrl+2) on the focused element, then release them. */
+  keys(...seq) {
+    const down = seq.map((value) => ({ type: "keyDown", value }));
+    const up = [...seq].reverse().map((value) => ({ type: "keyUp", value }));
+    return wd("POST", `${this.p}/actions`, { actions: [{ type: "key", id: "kbd", actions: [...down, ...up] }] });
+  }
+  /** Type into an element without clearing it (WebDriver key codes allowed, e.g. Ctrl+Enter). */
+  async sendKeys(css, text) {
+    await wd("POST", `${this.p}/element/${await this.find(css)}/value`, { text });
+  }
   /** Set a form control's value the way a user edit would (input + change events). */
   set(css, value) {
     return this.js(
@@ -99,7 +124,11 @@ class Session {
   async shot(name) {
     const file = join(OUT, `${name}.png`);
     try {
-      execFileSync("ffmpeg", ["-loglevel", "error", "-y", "-f", "x11grab", "-i", process.env.DISPLAY, "-frames:v", "1", file], {
+      // Just the window (its rect on the X screen), else the whole screen.
+      const r = await wd("GET", `${this.p}/window/rect`).catch(() => null);
+      const crop = r && r.width > 0 && r.height > 0 ? ["-video_size", `${r.width}x${r.height}`] : [];
+      const input = r && crop.length ? `${process.env.DISPLAY}+${Math.max(0, r.x)},${Math.max(0, r.y)}` : process.env.DISPLAY;
+      execFileSync("ffmpeg", ["-loglevel", "error", "-y", "-f", "x11grab", ...crop, "-i", input, "-frames:v", "1", file], {
         timeout: 20000,
       });
     } catch {
@@ -262,7 +291,7 @@ try {
   await s.until("the UI to start again", "return document.body.dataset.ready === '1'", 60000);
   await s.click("#tab-gallery");
   await s.until("the clip after restart", "return document.querySelectorAll('.clip-card').length === 1", 30000);
-  const caption = await s.js("return document.querySelector('.clip-card figcaption').textContent");
+  const caption = await s.js("return document.querySelector('.clip-card .c-prompt').textContent");
   if (caption !== PROMPT) throw new Error(`wrong clip after restart: ${caption}`);
   // The checkpoint choice persisted too.
   await s.click("#tab-models");
@@ -467,6 +496,8 @@ try {
 
     // A clip from the downloaded folder.
     await s.click("#tab-generate");
+    // The form was restored with the i2v-A14B run above; this folder is ti2v-5B.
+    await s.set("#task", "ti2v-5B");
     await s.type("#prompt", PROMPT3);
     await s.set("#size", "custom");
     await s.set("#width", 96);
@@ -488,6 +519,191 @@ try {
   }
 }
 // ---- end of issue 13 block ----
+
+// ---- i15 block (the app's look and features): shortcuts, variations, continue from the last
+// frame, gallery search, the minimum window size, dark appearance, then 500 clips. Starts
+// with the 4 clips above and the downloaded ti2v_tiny folder in use.
+log("restarting for the i15 block");
+s = await Session.start();
+try {
+  await s.until("the UI to start", "return document.body.dataset.ready === '1'", 60000);
+  const VAR_PROMPT = "A paper boat sails across a rainy puddle.";
+  const CONT_PROMPT = "The paper boat drifts under a stone bridge.";
+  const records = () =>
+    readdirSync(join(DATA, "gallery"))
+      .filter((d) => /^[0-9a-z-]+$/.test(d) && existsSync(join(DATA, "gallery", d, "record.json")))
+      .map((d) => JSON.parse(readFileSync(join(DATA, "gallery", d, "record.json"), "utf8")));
+  const cards = (n) => `return document.querySelectorAll('#gallery-grid .clip-card').length === ${n}`;
+  await s.click("#tab-generate");
+  await s.type("#prompt", VAR_PROMPT);
+  await s.set("#size", "custom");
+  await s.set("#width", 96);
+  await s.set("#height", 64);
+  await s.set("#frames", 5);
+  await s.set("#steps", 2);
+  await s.set("#seed", 100);
+  await s.set("#variations", 2);
+  const label = await s.js("return document.querySelector('#generate').textContent + ' | ' + document.querySelector('#generate').title");
+  if (!/Generate 2 variations \| Generate \(Ctrl\+Enter\)/.test(label)) throw new Error(`generate button: ${label}`);
+  // Ctrl+Enter in the prompt queues both jobs (⌘↵ on macOS); no newline lands in the prompt.
+  await s.sendKeys("#prompt", "\uE009\uE007");
+  results.variations_queued_seen = await s
+    .until("the two variations in the queue", "const b = document.querySelector('#queue-badge').textContent; return (b === '2 jobs' || b === '1 job') && b", 5000)
+    .catch(() => null);
+  await s.shot("12-generate-variations");
+  const promptAfter = await s.js("return document.querySelector('#prompt').value");
+  if (promptAfter !== VAR_PROMPT) throw new Error(`Ctrl+Enter changed the prompt: ${JSON.stringify(promptAfter)}`);
+  await s.until("both variations in the gallery", cards(6), 300000);
+  const vars = records().filter((r) => r.params.prompt === VAR_PROMPT).sort((a, b) => a.params.seed - b.params.seed);
+  if (vars.map((r) => r.params.seed).join() !== "100,101") throw new Error(`variation seeds: ${vars.map((r) => r.params.seed)}`);
+  log("variations", vars.map((r) => `${r.id} seed ${r.params.seed}`).join(", "));
+
+  // Ctrl+2 opens the gallery; continue the second variation from its last frame.
+  await s.keys("\uE009", "2");
+  await s.until("the gallery (Ctrl+2)", "return !document.querySelector('#view-gallery').hidden", 5000);
+  const parent = vars[1];
+  await s.click(`.clip-card[data-id="${parent.id}"]`);
+  await s.until("the details of the parent", "return !document.querySelector('#clip-details').hidden && document.querySelector('#continue')");
+  await s.click("#continue");
+  await s.until(
+    "the continuation form",
+    "return !document.querySelector('#view-generate').hidden && !document.querySelector('#continue-banner').hidden && !document.querySelector('#image-preview').hidden",
+    30000,
+  );
+  const form = await s.js("return { prompt: document.querySelector('#prompt').value, seed: document.querySelector('#seed').value }");
+  if (form.prompt !== VAR_PROMPT || form.seed !== "101") throw new Error(`continuation form not filled from the parent: ${JSON.stringify(form)}`);
+  if (!existsSync(join(DATA, "gallery", parent.id, "last.png"))) throw new Error("no last.png beside the parent clip");
+  await s.type("#prompt", CONT_PROMPT);
+  await s.set("#variations", 1);
+  await s.click("#generate");
+  await s.until("the continuation in the gallery", cards(7), 300000);
+  const child = records().find((r) => r.params.prompt === CONT_PROMPT);
+  if (!child || child.parent !== parent.id || !child.params.image?.endsWith(`${parent.id}/last.png`))
+    throw new Error(`the continuation is not linked to its parent: ${JSON.stringify(child)}`);
+  results.continuation = { parent: parent.id, child: child.id, size: [child.width, child.height], frames: child.frames };
+  log("continuation", results.continuation);
+  await s.click("#tab-gallery");
+  await s.click(`.clip-card[data-id="${child.id}"]`);
+  const chain = await s.until("the chain in the details", "const c = document.querySelector('#chain'); return c && c.textContent");
+  if (!chain.includes("Part 2 of 2") || !chain.includes(VAR_PROMPT)) throw new Error(`chain: ${chain}`);
+  await s.shot("13-gallery-chain");
+
+  // Search by prompt text.
+  const search = async (q, n) => {
+    await s.set("#gallery-search", q);
+    await s.until(`${n} card(s) for "${q}"`, cards(n), 5000);
+  };
+  await search("lanterns", 1);
+  // The three here and the clip of the download block ("A paper boat drifts down …").
+  await search("PAPER boat", 4);
+  await search("", 7);
+
+  // The minimum window size (900×600): nothing overlaps, nothing scrolls sideways, the
+  // Generate button stays on screen.
+  await wd("POST", `${s.p}/window/rect`, { width: 900, height: 600 });
+  await s.click("#tab-generate");
+  const fit = await s.until(
+    "the window at its minimum size",
+    `if (window.innerWidth > 900) return false;
+     const r = (q) => document.querySelector(q).getBoundingClientRect();
+     const doc = document.documentElement;
+     return { w: innerWidth, h: innerHeight, hscroll: doc.scrollWidth > innerWidth + 1,
+       overlap: r('#gen-form').right > r('#jobs').left + 1, generateVisible: r('#generate').bottom <= innerHeight && r('#generate').top >= 0,
+       playerVisible: r('.player').width > 200 };`,
+    10000,
+  );
+  results.min_size = fit;
+  log("minimum size", fit);
+  await s.shot("14-generate-min-size");
+  if (fit.hscroll || fit.overlap || !fit.generateVisible || !fit.playerVisible) throw new Error(`layout broken at the minimum size: ${JSON.stringify(fit)}`);
+  await s.click("#tab-gallery");
+  const gfit = await s.js(
+    "const r = (q) => document.querySelector(q).getBoundingClientRect(); return { overlap: r('.gallery-main').right > r('#clip-details').left + 1, hscroll: document.documentElement.scrollWidth > innerWidth + 1 }",
+  );
+  if (gfit.overlap || gfit.hscroll) throw new Error(`gallery broken at the minimum size: ${JSON.stringify(gfit)}`);
+  await wd("POST", `${s.p}/window/rect`, { width: 1200, height: 820 });
+
+  // Dark appearance (the system's by default; forced here through the setting).
+  const bg = "const m = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number); return (m[0] + m[1] + m[2]) / 3";
+  const light = await s.js(bg);
+  await s.click("#tab-models");
+  await s.set("#appearance", "dark");
+  const dark = await s.until("the dark colours", `const v = (() => { ${bg} })(); return v < 60 && v`, 5000).catch(() => s.js(bg));
+  if (!(light > 200 && dark < 60)) throw new Error(`appearance did not change the colours: light ${light}, dark ${dark}`);
+  await s.click("#tab-generate");
+  await s.shot("15-generate-dark");
+  await s.click("#tab-gallery");
+  await s.click(`.clip-card[data-id="${child.id}"]`);
+  await s.shot("16-gallery-dark");
+  await s.click("#tab-models");
+  await s.set("#appearance", "system");
+  // The window's own theme is reset asynchronously (GTK): wait for the light colours.
+  await s.until("the system (light) colours again", `return (() => { ${bg} })() > 200`, 5000);
+  results.appearance = { light_bg: light, dark_bg: dark };
+} finally {
+  await s.end().catch(() => undefined);
+}
+// The gallery at scale: 493 more clips beside the 7 real ones (copies of a real one, distinct
+// prompts, seeds and dates) → restart → 500 cards, posters loaded lazily, search and sort
+// stay fast.
+{
+  const g = join(DATA, "gallery");
+  const src = readdirSync(g).find((d) => /^\d+-\d+$/.test(d));
+  const base = JSON.parse(readFileSync(join(g, src, "record.json"), "utf8"));
+  const words = ["fox", "boat", "lantern", "forest", "city", "river", "snow", "desert", "ocean", "garden"];
+  for (let k = 0; k < 493; k++) {
+    const id = `${1600000000000 + k * 60000}-${k}`;
+    mkdirSync(join(g, id));
+    copyFileSync(join(g, src, "clip.mp4"), join(g, id, "clip.mp4"));
+    copyFileSync(join(g, src, "poster.png"), join(g, id, "poster.png"));
+    const rec = { ...base, id, created_unix_ms: 1600000000000 + k * 60000, parent: null,
+      params: { ...base.params, prompt: `Scene ${k}: a ${words[k % 10]} at ${k % 3 ? "dusk" : "dawn"}`, seed: k } };
+    writeFileSync(join(g, id, "record.json"), JSON.stringify(rec));
+  }
+}
+s = await Session.start();
+try {
+  await s.until("the UI with 500 clips", "return document.body.dataset.ready === '1'", 60000);
+  await s.click("#tab-gallery");
+  await s.until("500 cards", "return document.querySelectorAll('#gallery-grid .clip-card').length === 500", 30000);
+  const m = await s.js(`
+    const grid = document.querySelector('#gallery-grid');
+    const posters = () => document.querySelectorAll('#gallery-grid img[src]').length;
+    const search = document.querySelector('#gallery-search');
+    const t0 = performance.now();
+    search.value = 'fox dawn'; search.dispatchEvent(new Event('input'));
+    const searchMs = performance.now() - t0, hits = grid.children.length;
+    search.value = ''; search.dispatchEvent(new Event('input'));
+    const sort = document.querySelector('#gallery-sort');
+    const t1 = performance.now();
+    sort.value = 'longest'; sort.dispatchEvent(new Event('change'));
+    const sortMs = performance.now() - t1;
+    sort.value = 'newest'; sort.dispatchEvent(new Event('change'));
+    return { startup_render_ms: Number(grid.dataset.renderMs), refresh_ms: Number(grid.dataset.refreshMs),
+      posters_loaded: posters(), search_ms: searchMs, search_hits: hits, sort_ms: sortMs };`);
+  // The listing alone (Rust reads 500 records; IPC; JSON in the page), off the main thread.
+  m.list_ipc_ms = await wd("POST", `${s.p}/execute/async`, {
+    script: "const done = arguments[0]; const t = performance.now(); window.__TAURI_INTERNALS__.invoke('list_clips').then((l) => done(l.length === 500 ? performance.now() - t : -1), () => done(-2));",
+    args: [],
+  });
+  log("gallery with 500 clips", m);
+  // 17 synthetic clips plus the first real one ("A red fox … at dawn").
+  if (m.search_hits !== 18) throw new Error(`search "fox dawn" found ${m.search_hits} clips, expected 18`);
+  if (!(m.posters_loaded > 0 && m.posters_loaded < 200)) throw new Error(`posters are not loaded lazily: ${m.posters_loaded} of 500`);
+  // Scrolling to the end loads the last posters.
+  await s.js("const g = document.querySelector('#gallery-scroll'); g.scrollTop = g.scrollHeight;");
+  await s.until(
+    "the last poster after scrolling",
+    "const i = [...document.querySelectorAll('#gallery-grid img')].pop(); return i.getAttribute('src') && i.complete && i.naturalWidth > 0",
+    15000,
+  );
+  m.posters_after_scroll = await s.js("return document.querySelectorAll('#gallery-grid img[src]').length");
+  results.gallery_500 = m;
+  await s.shot("17-gallery-500");
+} finally {
+  await s.end().catch(() => undefined);
+}
+// ---- end of the i15 block ----
 
 results.total_s = (Date.now() - t0) / 1000;
 writeFileSync(join(OUT, "e2e-results.json"), JSON.stringify(results, null, 2));

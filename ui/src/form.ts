@@ -5,6 +5,10 @@ import type { GenerateParams, TaskPreset } from "./ipc";
 export const MAX_PROMPT_CHARS = 4000;
 export const MAX_PIXELS = 1920 * 1088;
 export const MAX_FRAMES = 241;
+/** At most this many variations per Generate. */
+export const MAX_VARIATIONS = 16;
+/** Prompts kept in the history (as in Rust's settings). */
+export const HISTORY_LEN = 50;
 
 /** Seconds of video for `frames` at `fps`. */
 export function duration(frames: number, fps: number): number {
@@ -45,6 +49,18 @@ export function validate(p: GenerateParams, preset: TaskPreset): string[] {
   if (!Number.isInteger(p.seed) || p.seed < 0 || p.seed > Number.MAX_SAFE_INTEGER)
     errs.push("The seed must be a whole number ≥ 0.");
   return errs;
+}
+
+/** Problems with a variations count `n` starting at `seed` (empty = valid). */
+export function validateVariations(n: number, seed: number): string[] {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_VARIATIONS) return [`Variations must be between 1 and ${MAX_VARIATIONS}.`];
+  if (Number.isInteger(seed) && seed > Number.MAX_SAFE_INTEGER - (n - 1)) return ["The seed is too large for that many variations."];
+  return [];
+}
+
+/** The seeds of `n` variations: `seed`, `seed + 1`, … (n ≥ 1). */
+export function variationSeeds(seed: number, n: number): number[] {
+  return Array.from({ length: Math.max(1, Math.floor(n) || 1) }, (_, i) => seed + i);
 }
 
 /**

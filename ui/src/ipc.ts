@@ -73,6 +73,8 @@ export interface ClipRecord {
   fps: number;
   timings: Timings;
   wall_s: number;
+  /** The clip this one continues (its last frame was this clip's image). */
+  parent?: string | null;
 }
 
 export interface ClipEntry {
@@ -186,9 +188,14 @@ export interface MemoryPlan {
 /** @deprecated the memory check is the plan now. */
 export type MemoryEstimate = MemoryPlan;
 
+export type Appearance = "system" | "light" | "dark";
+
 export interface Settings {
   checkpoint_dir: string | null;
   last_params: GenerateParams | null;
+  /** Prompts of queued jobs, newest first (at most 50). */
+  prompt_history?: string[];
+  appearance?: Appearance;
 }
 
 export interface AppInfo {
@@ -230,11 +237,14 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
 export const ipc = {
   taskPresets: () => call<TaskPreset[]>("task_presets"),
   defaultNegativePrompt: () => call<string>("default_negative_prompt"),
-  /** Queue a job; its events arrive on `onEvent` until finished/failed/cancelled. */
-  enqueue: (params: GenerateParams, onEvent: (e: JobEvent) => void) => {
+  /**
+   * Queue a job; its events arrive on `onEvent` until finished/failed/cancelled. `parent`:
+   * the gallery clip it continues (recorded in the new clip's record).
+   */
+  enqueue: (params: GenerateParams, onEvent: (e: JobEvent) => void, parent: string | null = null) => {
     const ch = new Channel<JobEvent>();
     ch.onmessage = onEvent;
-    return call<number>("enqueue", { params, onEvent: ch });
+    return call<number>("enqueue", { params, parent, onEvent: ch });
   },
   queueSnapshot: () => call<QueueSnapshot>("queue_snapshot"),
   cancelJob: (id: number) => call<void>("cancel_job", { id }),
@@ -244,6 +254,11 @@ export const ipc = {
   deleteClip: (id: string) => call<void>("delete_clip", { id }),
   exportClip: (id: string, dest: string) => call<void>("export_clip", { id, dest }),
   revealClip: (id: string) => call<void>("reveal_clip", { id }),
+  /** The clip's last frame as an image (extracted once into its gallery folder). */
+  clipLastFrame: (id: string) => call<ImageInfo>("clip_last_frame", { id }),
+  /** Write the chain ending at `id` as one mp4 at `dest`; resolves with the number of clips. */
+  joinClips: (id: string, dest: string) => call<number>("join_clips", { id, dest }),
+  setAppearance: (appearance: Appearance) => call<void>("set_appearance", { appearance }),
   inspectCheckpoint: (path: string) => call<CheckpointInfo>("inspect_checkpoint", { path }),
   setCheckpoint: (path: string) => call<CheckpointInfo>("set_checkpoint", { path }),
   getSettings: () => call<Settings>("get_settings"),
@@ -265,6 +280,10 @@ export const ipc = {
   onQueueChanged: (f: (s: QueueSnapshot) => void): Promise<UnlistenFn> =>
     listen<QueueSnapshot>("queue-changed", (e) => f(e.payload)),
   onGalleryChanged: (f: () => void): Promise<UnlistenFn> => listen("gallery-changed", () => f()),
+  /** A native menu item the window handles (its id; "error:…" when the menu failed). */
+  onMenu: (f: (id: string) => void): Promise<UnlistenFn> => listen<string>("menu", (e) => f(e.payload)),
+  /** A notification of a finished clip was clicked: show that clip. */
+  onOpenClip: (f: (id: string) => void): Promise<UnlistenFn> => listen<string>("open-clip", (e) => f(e.payload)),
   /** URL for a gallery file (asset protocol, scoped to the gallery folder). */
   fileUrl: (path: string) => convertFileSrc(path),
 };

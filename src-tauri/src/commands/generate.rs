@@ -10,7 +10,9 @@ use wan::pipeline::GenerateParams;
 use super::AppState;
 use crate::checkpoint::{self, CheckpointInfo};
 use crate::error::{AppError, AppResult};
-use crate::jobs::{Cancelled, JobEvent, JobId, JobSink, QueueSnapshot};
+use crate::gallery::Gallery;
+use crate::jobs::{Cancelled, JobEvent, JobId, JobSink, QueueSnapshot, Work};
+use crate::settings::remember_prompt;
 
 /// Everything the form needs to offer only valid choices for a task.
 #[derive(Debug, Clone, Serialize)]
@@ -177,6 +179,30 @@ pub fn check_memory(
     }
 }
 
+/// A job that continues gallery clip `parent` must name an existing clip and carry an
+/// image (the parent's last frame, or another the user chose).
+pub fn check_continuation(
+    gallery: &Gallery,
+    parent: Option<&str>,
+    params: &GenerateParams,
+) -> AppResult<()> {
+    let Some(parent) = parent else {
+        return Ok(());
+    };
+    gallery.get(parent).map_err(|e| {
+        AppError::new(
+            &e.code,
+            format!("the clip this job continues is gone: {}", e.message),
+        )
+    })?;
+    if params.image.is_none() {
+        return Err(AppError::input(
+            "a continuation starts from an image (the last frame of the clip it continues)",
+        ));
+    }
+    Ok(())
+}
+
 #[tauri::command]
 pub fn task_presets() -> Vec<TaskPreset> {
     presets()
@@ -187,11 +213,14 @@ pub fn default_negative_prompt() -> &'static str {
     DEFAULT_NEG_PROMPT
 }
 
-/// Validate, remember as the last settings, queue. Events stream over `on_event`.
+/// Validate, remember as the last settings (and the prompt in the history), queue.
+/// `parent`: the gallery clip this job continues (its record will link it). Events stream
+/// over `on_event`.
 #[tauri::command]
 pub fn enqueue(
     state: State<'_, AppState>,
     params: GenerateParams,
+    parent: Option<String>,
     on_event: Channel<JobEvent>,
 ) -> AppResult<JobId> {
     // The clip is written by ffmpeg after the whole run: refuse now, not after denoising.
@@ -202,18 +231,25 @@ pub fn enqueue(
         .ok_or_else(|| AppError::new("checkpoint", "choose a checkpoint folder in Models"))?;
     let info = checkpoint::inspect(&dir)?;
     validate(&params, &info)?;
+    check_continuation(&state.gallery, parent.as_deref(), &params)?;
     let cache = wan::t5::cache::ContextCache::new(
         crate::settings::context_cache_dir(&state.data_dir),
         crate::jobs::engine::CONTEXT_CACHE_ENTRIES,
     );
     check_memory(&params, &info, checkpoint::machine_memory(), Some(&cache))?;
-    state
-        .settings
-        .update(|s| s.last_params = Some(params.clone()))?;
+    state.settings.update(|s| {
+        s.last_params = Some(params.clone());
+        remember_prompt(&mut s.prompt_history, &params.prompt);
+    })?;
     let sink = state.sink.clone();
+    let work = Work::Generate {
+        params,
+        checkpoint: info.path,
+        parent,
+    };
     let id = state
         .queue
-        .push(params, info.path, |id| sink.register(id, on_event));
+        .push_work(work, |id| sink.register(id, on_event));
     state.sink.queue_changed(state.queue.snapshot());
     Ok(id)
 }

@@ -14,6 +14,7 @@ use tauri::{AppHandle, Emitter};
 
 use crate::gallery::Gallery;
 use crate::jobs::{JobEvent, JobId, JobQueue, JobSink, QueueSnapshot};
+use crate::notify::Notifier;
 use crate::settings::{Settings, SettingsStore};
 
 /// Shared by every command (Tauri-managed).
@@ -33,15 +34,18 @@ impl AppState {
 }
 
 /// Streams each job's events over the channel its `enqueue` call opened, and queue
-/// changes as the global `queue-changed` event.
+/// changes as the global `queue-changed` event; the notifier adds the system's side
+/// (notifications, Dock progress).
 pub struct TauriSink {
     app: AppHandle,
     channels: Mutex<HashMap<JobId, Channel<JobEvent>>>,
+    pub notifier: Notifier,
 }
 
 impl TauriSink {
     pub fn new(app: AppHandle) -> Self {
         Self {
+            notifier: Notifier::new(app.clone()),
             app,
             channels: Mutex::new(HashMap::new()),
         }
@@ -56,6 +60,9 @@ impl TauriSink {
 
 impl JobSink for TauriSink {
     fn job_event(&self, job: JobId, event: JobEvent) {
+        // Before the lock: the notifier may talk to the main thread, which may be waiting
+        // for this lock in a command.
+        self.notifier.job_event(job, &event);
         let last = matches!(
             event,
             JobEvent::Finished { .. } | JobEvent::Failed { .. } | JobEvent::Cancelled
@@ -72,6 +79,9 @@ impl JobSink for TauriSink {
     }
 
     fn queue_changed(&self, snapshot: QueueSnapshot) {
+        for j in snapshot.running.iter().chain(&snapshot.pending) {
+            self.notifier.label(j.id, j.prompt.clone());
+        }
         let _ = self.app.emit("queue-changed", snapshot);
     }
 }

@@ -11,7 +11,7 @@ use super::AppState;
 use crate::checkpoint::{self, CheckpointInfo};
 use crate::error::{AppError, AppResult};
 use crate::jobs::{ConvertDtype, ConvertJob, JobEvent, JobId, JobSink, Work};
-use crate::settings::Settings;
+use crate::settings::{Appearance, Settings};
 
 #[tauri::command]
 pub fn inspect_checkpoint(path: PathBuf) -> AppResult<CheckpointInfo> {
@@ -37,6 +37,19 @@ pub fn set_checkpoint(state: State<'_, AppState>, path: PathBuf) -> AppResult<Ch
 #[tauri::command]
 pub fn get_settings(state: State<'_, AppState>) -> Settings {
     state.settings()
+}
+
+/// Light, dark or the system's scheme: persisted, and given to the window (its title bar
+/// and the page's `prefers-color-scheme` follow; best effort where a platform lacks it).
+#[tauri::command]
+pub fn set_appearance(
+    window: tauri::WebviewWindow,
+    state: State<'_, AppState>,
+    appearance: Appearance,
+) -> AppResult<()> {
+    state.settings.update(|s| s.appearance = appearance)?;
+    let _ = window.set_theme(appearance.theme());
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize)]

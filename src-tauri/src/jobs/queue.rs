@@ -16,10 +16,12 @@ pub type JobId = u64;
 /// What a job does.
 #[derive(Debug, Clone)]
 pub enum Work {
-    /// Validated settings and the checkpoint to use.
+    /// Validated settings and the checkpoint to use; `parent` is the gallery clip this
+    /// one continues (recorded in its record).
     Generate {
         params: GenerateParams,
         checkpoint: PathBuf,
+        parent: Option<String>,
     },
     /// An official folder to convert into a new MLX folder.
     Convert(ConvertJob),
@@ -127,7 +129,15 @@ impl JobQueue {
         checkpoint: PathBuf,
         before_visible: impl FnOnce(JobId),
     ) -> JobId {
-        self.push_work(Work::Generate { params, checkpoint }, before_visible)
+        let parent = None;
+        self.push_work(
+            Work::Generate {
+                params,
+                checkpoint,
+                parent,
+            },
+            before_visible,
+        )
     }
 
     /// Append any job (see [`JobQueue::push`]).

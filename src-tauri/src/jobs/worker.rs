@@ -196,7 +196,12 @@ fn run_job(
     gallery: &Gallery,
     sink: &dyn JobSink,
 ) -> AppResult<ClipEntry> {
-    let Work::Generate { params, checkpoint } = &job.work else {
+    let Work::Generate {
+        params,
+        checkpoint,
+        parent,
+    } = &job.work
+    else {
         return Err(AppError::new("internal", "not a generation job"));
     };
     let staged = gallery.stage(id)?;
@@ -231,6 +236,7 @@ fn run_job(
             fps: r.fps,
             timings: r.timings,
             wall_s: started.elapsed().as_secs_f64(),
+            parent: parent.clone(),
         })
     });
     if publish.is_err() {

@@ -1,17 +1,20 @@
 // Models view: choose a checkpoint folder (official layout or converted), see what it
 // is, its size and problems, and the machine's memory; convert an official folder to
-// MLX with progress and cancel. The choice persists.
+// MLX with progress and cancel; the app's appearance. The choice persists. Each part is
+// a card section (#models-checkpoint, #models-convert, #models-machine, #models-appearance).
 import { el, byId } from "../dom";
 import {
   asAppError,
   dialogs,
   ipc,
   type AppError,
+  type Appearance,
   type CheckpointInfo,
   type ConvertDtype,
   type JobEvent,
 } from "../ipc";
 import { formatBytes, formatSeconds } from "../form";
+import { applyAppearance } from "../theme";
 
 /** `<src>-mlx` beside the source folder. */
 export function defaultDestination(src: string): string {
@@ -41,52 +44,80 @@ export class ModelsView {
       el("option", { value: "f16", text: "f16" }),
       el("option", { value: "f32", text: "f32 (full precision, twice the size)" }),
     );
+    const card = (id: string, title: string, ...body: (HTMLElement | string)[]) =>
+      el("section", { id, class: "card" }, el("h2", { text: title }), ...body);
     root.append(
-      el("h2", { text: "Checkpoint" }),
       el(
         "div",
-        { class: "row" },
-        el("input", { id: "ckpt-path", type: "text", size: 70, placeholder: "/path/to/Wan2.2-TI2V-5B" }),
-        el("button", { id: "ckpt-browse", type: "button", text: "Browse…" }),
-        el("button", { id: "ckpt-use", type: "button", class: "primary", text: "Use this folder" }),
-      ),
-      el("div", { id: "ckpt-status", class: "hint" }),
-      el("div", { id: "ckpt-info" }),
-      el("h2", { text: "Convert to MLX" }),
-      el("p", { id: "convert-hint", class: "hint" }),
-      el(
-        "div",
-        { class: "row" },
-        el(
-          "label",
-          { class: "field grow" },
-          el("span", { text: "New folder" }),
-          el("input", { id: "convert-dst", type: "text", size: 70 }),
+        { class: "models" },
+        card(
+          "models-checkpoint",
+          "Checkpoint",
+          el(
+            "div",
+            { class: "row" },
+            el("input", { id: "ckpt-path", type: "text", size: 70, placeholder: "/path/to/Wan2.2-TI2V-5B", class: "grow-input" }),
+            el("button", { id: "ckpt-browse", type: "button", text: "Browse…" }),
+            el("button", { id: "ckpt-use", type: "button", class: "primary", text: "Use this folder" }),
+          ),
+          el("div", { id: "ckpt-status", class: "hint" }),
+          el("div", { id: "ckpt-info" }),
         ),
-        el("button", { id: "convert-browse", type: "button", text: "Choose parent…" }),
-      ),
-      el(
-        "div",
-        { class: "row" },
-        el("label", { class: "field" }, el("span", { text: "Weights dtype" }), dtype),
-        el(
-          "label",
-          {},
-          el("input", { id: "convert-select", type: "checkbox", checked: true }),
-          " Use the converted folder when done",
+        card(
+          "models-convert",
+          "Convert to MLX",
+          el("p", { id: "convert-hint", class: "hint" }),
+          el(
+            "div",
+            { class: "row" },
+            el(
+              "label",
+              { class: "field grow" },
+              el("span", { text: "New folder" }),
+              el("input", { id: "convert-dst", type: "text", size: 70 }),
+            ),
+            el("button", { id: "convert-browse", type: "button", text: "Choose parent…" }),
+          ),
+          el(
+            "div",
+            { class: "row" },
+            el("label", { class: "field" }, el("span", { text: "Weights dtype" }), dtype),
+            el(
+              "label",
+              { class: "check" },
+              el("input", { id: "convert-select", type: "checkbox", checked: true }),
+              "Use the converted folder when done",
+            ),
+          ),
+          el(
+            "div",
+            { class: "row" },
+            el("button", { id: "convert", type: "button", class: "primary", text: "Convert to MLX…", disabled: true }),
+            el("button", { id: "convert-cancel", type: "button", text: "Cancel", disabled: true }),
+          ),
+          el("progress", { id: "convert-progress", max: 1, value: 0 }),
+          el("div", { id: "convert-text", class: "hint" }),
+        ),
+        card("models-machine", "This machine", el("div", { id: "machine", class: "hint" })),
+        card(
+          "models-appearance",
+          "Appearance",
+          el(
+            "label",
+            { class: "field narrow" },
+            el("span", { text: "Colours" }),
+            el(
+              "select",
+              { id: "appearance" },
+              el("option", { value: "system", text: "Same as the system" }),
+              el("option", { value: "light", text: "Light" }),
+              el("option", { value: "dark", text: "Dark" }),
+            ),
+          ),
         ),
       ),
-      el(
-        "div",
-        { class: "row" },
-        el("button", { id: "convert", type: "button", class: "primary", text: "Convert to MLX…", disabled: true }),
-        el("button", { id: "convert-cancel", type: "button", text: "Cancel", disabled: true }),
-      ),
-      el("progress", { id: "convert-progress", max: 1, value: 0 }),
-      el("div", { id: "convert-text", class: "hint" }),
-      el("h2", { text: "This machine" }),
-      el("div", { id: "machine", class: "hint" }),
     );
+    byId(root, "appearance").addEventListener("change", () => void this.setAppearance());
     byId(root, "ckpt-browse").addEventListener("click", async () => {
       const p = await dialogs.pickFolder().catch(() => null);
       if (p) {
@@ -112,8 +143,16 @@ export class ModelsView {
     return byId<T>(this.root, id);
   }
 
+  /** Apply and persist the Appearance choice. */
+  async setAppearance(): Promise<void> {
+    const a = this.$<HTMLSelectElement>("appearance").value as Appearance;
+    applyAppearance(a);
+    await ipc.setAppearance(a).catch(() => undefined);
+  }
+
   async init(): Promise<void> {
     const [settings, info] = await Promise.all([ipc.getSettings(), ipc.appInfo()]);
+    this.$<HTMLSelectElement>("appearance").value = settings.appearance ?? "system";
     byId(this.root, "machine").textContent =
       `Memory ${formatBytes(info.machine_bytes)} · engine ${info.engine} · gallery ${info.gallery_dir}`;
     if (settings.checkpoint_dir) {
