@@ -49,6 +49,8 @@ art=$root/test-artifacts
 rm -rf "$art" && mkdir -p "$art"
 
 export WAN_STUDIO_DATA_DIR=$data
+# Plan memory for a 16 GB machine whatever the runner has (the E2E checks the plan line).
+export WAN_STUDIO_MEMORY=16GB
 # The real MLX pipeline on the tiny checkpoint (`fake` is the weights-free stand-in).
 export WAN_STUDIO_ENGINE=${WAN_STUDIO_ENGINE:-wan}
 # Headless WebKitGTK in a container: no GPU, often root (the bubblewrap sandbox cannot start).

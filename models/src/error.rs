@@ -41,6 +41,9 @@ pub enum Error {
     Cancelled,
     #[error("external tool: {0}")]
     External(String),
+    /// No way to run the job fits the machine's memory (the plan says what would).
+    #[error("does not fit in memory: {0}")]
+    Memory(String),
     /// No ffmpeg anywhere the lookup searches (`video::ffmpeg`); says what to install.
     #[error("{0}")]
     FfmpegMissing(String),
@@ -92,6 +95,7 @@ impl Error {
             Error::Missing(_) => "missing",
             Error::Cancelled => "cancelled",
             Error::External(_) => "external",
+            Error::Memory(_) => "memory",
             Error::FfmpegMissing(_) => "ffmpeg",
             Error::Network(_) => "network",
             Error::Checksum { .. } => "checksum",

@@ -11,6 +11,7 @@ pub mod fixture;
 pub mod hash;
 pub mod hub;
 pub mod lora_file;
+pub mod memory;
 pub mod metallib;
 pub mod nn;
 pub mod parity;

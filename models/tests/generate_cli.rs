@@ -6,7 +6,13 @@ use std::process::{Command, Output};
 mod common;
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_generate"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_generate"));
+    // Prompt contexts go to a per-run folder, not the user's cache.
+    c.env(
+        "WAN_CACHE_DIR",
+        std::env::temp_dir().join(format!("wan-gen-cache-{}", std::process::id())),
+    );
+    c
 }
 
 fn ckpt(name: &str) -> Option<PathBuf> {
@@ -73,6 +79,15 @@ fn each_validation_error_is_clear() {
     );
     run(with(&["--sample_steps", "0"]), "input", "sample_steps");
     run(with(&["--dtype", "f16"]), "input", "--dtype");
+    run(with(&["--memory", "lots"]), "input", "memory `lots`");
+    run(with(&["--vae_tile", "2"]), "input", "--vae_tile");
+    // No plan fits 121 frames at 720p in 1 GB (the CPU's attention scores alone are
+    // gigabytes): refused before anything is loaded, with what would fit.
+    run(
+        with(&["--frame_num", "121", "--memory", "1GB"]),
+        "memory",
+        "would fit:",
+    );
     run(with(&["--step_cache", "fast"]), "input", "--step_cache");
     run(with(&["--step_cache", "magcache:x"]), "input", "threshold");
     run(
@@ -185,6 +200,15 @@ fn missing_ffmpeg_is_refused_before_loading() {
 
 /// Run `generate`, check the mp4 and sidecar; returns what it printed on stderr.
 fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) -> String {
+    generate_sidecar(tag, args, want).0
+}
+
+/// [`generate_ok`], also returning the sidecar.
+fn generate_sidecar(
+    tag: &str,
+    args: &[&str],
+    want: (u32, u32, u32),
+) -> (String, serde_json::Value) {
     let dir = tmpdir(tag);
     let out = dir.join("clip.mp4");
     let o = bin()
@@ -199,8 +223,22 @@ fn generate_ok(tag: &str, args: &[&str], want: (u32, u32, u32)) -> String {
         serde_json::from_str(&std::fs::read_to_string(dir.join("clip.mp4.json")).unwrap()).unwrap();
     assert_eq!(side["seed"], 1);
     assert!(side["checkpoint"]["files"].as_array().unwrap().len() > 3);
+    // The memory plan it ran with (f32 on the CPU backend) and what each phase used.
+    assert_eq!(side["plan"]["fits"], true, "{}", side["plan"]);
+    assert_eq!(side["dtype"], side["plan"]["plan"]["dtype"]);
+    let phases: Vec<&str> = side["memory"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert!(
+        phases.ends_with(&["load", "denoise", "decode"]),
+        "{phases:?}"
+    );
+    assert!(stderr(&o).contains("plan (cpu): ≈ "), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
-    stderr(&o)
+    (stderr(&o), side)
 }
 
 #[test]
@@ -230,6 +268,30 @@ fn ti2v_text_to_video_writes_a_valid_mp4() {
         !log.contains("warning"),
         "short prompts need no warning: {log}"
     );
+    // The same prompts again: the contexts come from the cache, umT5 is never loaded.
+    let (log, side) = generate_sidecar(
+        "ti2v-again",
+        &[
+            "--task",
+            "ti2v-5B",
+            "--ckpt_dir",
+            c.to_str().unwrap(),
+            "--size",
+            "1280*704",
+            "--frame_num",
+            "1",
+            "--sample_steps",
+            "1",
+            "--prompt",
+            "A red fox runs.",
+            "--negative_prompt",
+            "blurry",
+        ],
+        (1280, 704, 1),
+    );
+    assert_eq!(side["context_from_cache"], true, "{log}");
+    assert!(side["memory"]["text_active_bytes"].is_null(), "{side}");
+    assert!(log.contains("cached prompt"), "{log}");
 }
 
 #[test]

@@ -7,10 +7,11 @@ use wan::vae::tiling::Tiling;
 use wan::vae::{RunOpts, VaeConfig, VaeKind, WanVae};
 
 /// Measured on CPU (vae22 fixture weights, random latent [48, 3, 8, 8] → 9×128×128):
-/// untiled peak 101.9 MiB, tiled 4/1 peak 30.8 MiB; the estimator gives 108 MiB / 27 MiB.
-/// The estimate is an upper bound of the untiled peak, asserted without slack; a tiled
-/// decode also holds the whole output frames beside its tile, so its peak is compared
-/// with the untiled one only.
+/// untiled peak ≈ 101 MiB, tiled 4/1 ≈ 31 MiB. `decode_bytes` is the memory model's
+/// calibrated estimate (`memory::model`), whose stated guarantee is ±15 % of MLX's
+/// measured peak (the plan keeps 20 % of the machine as headroom for the rest); asserted
+/// here without slack. A tiled decode also holds the whole output frames beside its tile,
+/// so its peak is compared with the untiled one only.
 #[test]
 fn tiling_lowers_peak_memory_and_the_estimate_bounds_it() {
     let Some(path) = common::fixture("vae22.safetensors") else {
@@ -50,9 +51,11 @@ fn tiling_lowers_peak_memory_and_the_estimate_bounds_it() {
         mib(vae.decode_bytes(4, 4) as usize)
     );
     assert!(tiled * 2 < untiled, "tiled {tiled} vs untiled {untiled}");
-    let bound = vae.decode_bytes(8, 8);
+    let estimate = vae.decode_bytes(8, 8) as f64;
+    let rel = (estimate - untiled as f64) / untiled as f64;
     assert!(
-        untiled as u64 <= bound,
-        "untiled peak {untiled} above the estimate {bound}"
+        rel.abs() <= 0.15,
+        "estimate {estimate} is {:+.1} % off the untiled peak {untiled}",
+        rel * 100.0
     );
 }

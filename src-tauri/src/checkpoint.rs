@@ -1,5 +1,6 @@
 //! The Models view's checks: is a folder a usable Wan2.2 checkpoint (official Hugging
-//! Face layout or converted safetensors), how big is it, and will a run fit in memory.
+//! Face layout or converted safetensors), how big is it, and will a run fit in memory
+//! (the library's memory plan, `wan::memory`).
 //! Every problem is listed at once, in words a user can act on. File names are the
 //! library's (`wan::checkpoint::folder`), so what passes here is what the pipeline loads.
 use std::collections::BTreeSet;
@@ -215,84 +216,42 @@ pub fn inspect(path: &Path) -> AppResult<CheckpointInfo> {
     })
 }
 
-/// Memory needed by a run, against the machine's memory.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemoryEstimate {
-    pub weights_bytes: u64,
-    pub activations_bytes: u64,
-    pub total_bytes: u64,
-    pub machine_bytes: u64,
-    pub fits: bool,
-    /// Why it does not fit, with a suggestion.
-    pub reason: Option<String>,
-}
+/// Environment variable that makes the app plan for another machine (`16GB`), as
+/// `generate --memory` does: for tests and for trying a smaller Mac's plans.
+pub const MEMORY_ENV: &str = "WAN_STUDIO_MEMORY";
 
-/// Physical memory of this machine (0 if unknown).
+/// The memory plans are made for: `WAN_STUDIO_MEMORY` when set (e.g. `16GB`), else this
+/// machine's physical memory (0 when unknown).
 pub fn machine_memory() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            })
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
-    }
-    #[cfg(target_os = "macos")]
-    {
-        std::process::Command::new("sysctl")
-            .args(["-n", "hw.memsize"])
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-    {
-        0
-    }
+    std::env::var(MEMORY_ENV)
+        .ok()
+        .and_then(|m| wan::memory::parse_bytes(&m).ok())
+        .or_else(wan::memory::machine_memory)
+        .unwrap_or(0)
 }
 
-/// A coarse, conservative estimate: resident weights (f32 compute) plus the largest
-/// working set of one DiT layer (attention scores `heads·L²` in f32, not flash on CPU)
-/// plus the VAE decode buffers. `machine == 0` (unknown) always fits.
-pub fn estimate(info: &CheckpointInfo, params: &GenerateParams, machine: u64) -> MemoryEstimate {
-    let cfg = params.task.config();
-    let (w, h) = (params.size.0.max(0) as u64, params.size.1.max(0) as u64);
-    let lat_f = (params.frame_num.max(1) as u64 - 1) / cfg.vae_stride[0] as u64 + 1;
-    let patch = (cfg.vae_stride[1] * cfg.patch_size[1]) as u64;
-    let tokens = lat_f * (h / patch) * (w / patch);
-    let d = info.dits.first();
-    let (dim, heads) = d.map(|d| (d.dim, d.num_heads)).unwrap_or((0, 0));
-    // CFG runs the conditional and unconditional pass: 2 sequences.
-    let attention = 2 * heads * tokens * tokens * 4;
-    let hidden = 2 * tokens * dim * 4 * 12;
-    let vae = (params.frame_num.max(1) as u64) * h * w * 4 * 96;
-    let activations_bytes = attention + hidden + vae;
-    let weights_bytes = info.total_bytes;
-    let total_bytes = weights_bytes + activations_bytes;
-    let budget = machine / 10 * 8;
-    let fits = machine == 0 || total_bytes <= budget;
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    let reason = (!fits).then(|| {
-        format!(
-            "needs about {:.1} GiB but this machine has {:.1} GiB ({:.1} GiB usable); \
-             try a smaller size or fewer frames",
-            gib(total_bytes),
-            gib(machine),
-            gib(budget)
-        )
-    });
-    MemoryEstimate {
-        weights_bytes,
-        activations_bytes,
-        total_bytes,
-        machine_bytes: machine,
-        fits,
-        reason,
-    }
+/// The library's memory plan (`wan::memory`) for `params` with the checkpoint `info` on a
+/// machine of `machine` bytes (0: unknown, planned as if memory were plentiful): the
+/// folder's headers only, nothing is loaded. `cache`: the app's prompt-context cache (a
+/// cached prompt needs no text encoder).
+pub fn plan(
+    info: &CheckpointInfo,
+    params: &GenerateParams,
+    machine: u64,
+    cache: Option<&wan::t5::cache::ContextCache>,
+) -> AppResult<wan::memory::PlanReport> {
+    let ck = wan::pipeline::check_folder(&info.path, params.task)
+        .map_err(|e| AppError::new("checkpoint", e.to_string()))?;
+    let machine = wan::memory::Machine {
+        bytes: if machine == 0 { u64::MAX >> 4 } else { machine },
+        backend: wan::memory::Backend::current(),
+    };
+    Ok(wan::pipeline::phases::plan_for(
+        &ck,
+        params,
+        machine,
+        &wan::memory::Overrides::default(),
+        cache,
+        params.lora.is_some(),
+    )?)
 }

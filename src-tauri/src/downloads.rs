@@ -357,6 +357,12 @@ mod tests {
         );
         assert!(downloads.active().is_none());
 
+        // The cancelled run's last response ends at its next failed write: wait for it, so
+        // its bytes are not counted as the resumed run's.
+        assert!(
+            hub.wait_idle(Duration::from_secs(60)),
+            "mock hub still busy"
+        );
         hub.clear_log();
         let id2 = downloads
             .start(

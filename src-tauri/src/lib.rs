@@ -3,8 +3,9 @@
 //! `commands` is the IPC surface (validation, then queue/gallery/settings); `jobs` runs
 //! generations and checkpoint conversions on one MLX worker thread and reports through a
 //! sink; `gallery` is the atomic on-disk store of finished clips; `settings` persists
-//! choices; `checkpoint` validates folders and estimates memory; `menu` is the native menu
-//! bar; `notify` tells the system when a job ends (notifications, Dock progress).
+//! choices; `checkpoint` validates folders and plans memory (through `wan::memory`); `menu`
+//! is the native menu bar; `notify` tells the system when a job ends (notifications, Dock
+//! progress).
 pub mod checkpoint;
 pub mod commands;
 pub mod downloads;
@@ -61,7 +62,14 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => {
             let preview_cache = settings::preview_cache_dir(&data_dir);
-            Box::new(move || Box::new(WanEngine { preview_cache }) as Box<dyn Engine>)
+            let context_cache = settings::context_cache_dir(&data_dir);
+            Box::new(move || {
+                Box::new(WanEngine {
+                    preview_cache,
+                    context_cache,
+                    machine_bytes: checkpoint::machine_memory(),
+                }) as Box<dyn Engine>
+            })
         }
     };
     let settings = Arc::new(settings::SettingsStore::open(&data_dir));

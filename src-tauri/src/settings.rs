@@ -29,6 +29,11 @@ pub fn preview_cache_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("previewers")
 }
 
+/// Prompt contexts (`wan::t5::cache`): a prompt seen before never loads umT5.
+pub fn context_cache_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("t5-contexts")
+}
+
 /// The folder File › Open Models Folder shows: the one holding the chosen checkpoint, else
 /// the download folder (Models → Download).
 pub fn models_dir(data_dir: &Path, settings: &Settings) -> PathBuf {

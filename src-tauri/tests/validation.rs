@@ -7,7 +7,7 @@ use std::path::Path;
 use wan::config::Task;
 use wan::pipeline::{GenerateParams, SolverKind};
 use wan_studio::checkpoint::{self, CheckpointInfo};
-use wan_studio::commands::generate::{check_continuation, image_dims, validate};
+use wan_studio::commands::generate::{check_continuation, check_memory, image_dims, validate};
 use wan_studio::settings::Settings;
 
 const GIB: u64 = 1 << 30;
@@ -129,7 +129,7 @@ fn the_official_tiny_folder_is_usable() {
 #[test]
 fn good_settings_pass_and_each_bad_one_is_refused_with_a_reason() {
     let (_d, info) = ckpt();
-    validate(&params(), &info, 16 * GIB).unwrap();
+    validate(&params(), &info).unwrap();
     let cases: Vec<(&str, Edit)> = vec![
         ("prompt is empty", Box::new(|p| p.prompt = "  ".into())),
         ("multiple of 32", Box::new(|p| p.size = (100, 64))),
@@ -148,7 +148,7 @@ fn good_settings_pass_and_each_bad_one_is_refused_with_a_reason() {
     for (why, edit) in cases {
         let mut p = params();
         edit(&mut p);
-        let e = validate(&p, &info, 16 * GIB).unwrap_err();
+        let e = validate(&p, &info).unwrap_err();
         assert_eq!(e.code, "input", "{why}: {e}");
         assert!(
             e.message.contains(why),
@@ -159,33 +159,53 @@ fn good_settings_pass_and_each_bad_one_is_refused_with_a_reason() {
 }
 
 #[test]
-fn task_must_match_the_checkpoint_and_fit_in_memory() {
+fn task_must_match_the_checkpoint() {
     let (_d, info) = ckpt();
     let mut p = params();
     p.task = Task::T2vA14B;
     p.guide_scale = (3.0, 4.0);
-    let e = validate(&p, &info, 16 * GIB).unwrap_err();
+    let e = validate(&p, &info).unwrap_err();
     assert_eq!(e.code, "checkpoint", "{e}");
     // i2v needs an image.
     p.task = Task::I2vA14B;
     assert!(
-        validate(&p, &info, 16 * GIB)
+        validate(&p, &info)
             .unwrap_err()
             .message
             .contains("needs an image")
     );
-    // 1280×704×121 on a 1 GiB machine cannot fit; the reason suggests smaller settings.
+}
+
+/// The memory check is the library's plan on the real tiny folder: a small run fits and
+/// reports its plan; one that no plan fits is refused (code `memory`) with what would fit.
+#[test]
+fn a_run_no_memory_plan_fits_is_refused_with_a_suggestion() {
+    let Some(dir) = common::tiny_folder("ti2v_tiny") else {
+        return;
+    };
+    let info = checkpoint::inspect(&dir).unwrap();
+    let plan = check_memory(&params(), &info, 16 * GIB, None).unwrap();
+    assert!(plan.fits && plan.predicted_peak_bytes > 0, "{plan:?}");
+    assert!(plan.summary.starts_with("≈ ") && plan.summary.contains("of 16.0 GB"));
+    // The largest run the form allows: the CPU's attention scores alone need far more.
     let mut big = params();
-    big.size = (1280, 704);
-    big.frame_num = 121;
-    let e = validate(&big, &info, GIB).unwrap_err();
-    assert_eq!(e.code, "memory");
-    assert!(e.message.contains("smaller size"), "{e}");
-    // The estimate grows with the size and is reported against the machine.
-    let small = checkpoint::estimate(&info, &params(), 16 * GIB);
-    let large = checkpoint::estimate(&info, &big, 16 * GIB);
-    assert!(small.fits && large.total_bytes > small.total_bytes);
-    assert_eq!(small.weights_bytes, 4000);
+    big.size = (1920, 1088);
+    big.frame_num = 241;
+    let e = check_memory(&big, &info, 16 * GIB, None).unwrap_err();
+    assert_eq!(e.code, "memory", "{e}");
+    assert!(e.message.contains("would fit:"), "{e}");
+    assert!(e.message.contains("frames"), "{e}");
+    // The plan grows with the job.
+    let report = checkpoint::plan(&info, &big, 16 * GIB, None).unwrap();
+    assert!(!report.fits && report.predicted_peak_bytes > plan.predicted_peak_bytes * 100);
+    // A folder that is not a checkpoint cannot be planned: a checkpoint error.
+    let (_d, fake) = ckpt();
+    assert_eq!(
+        checkpoint::plan(&fake, &params(), 16 * GIB, None)
+            .unwrap_err()
+            .code,
+        "checkpoint"
+    );
 }
 
 /// An image the official size rules cannot fit to the area (they divide by zero) is
@@ -202,15 +222,15 @@ fn images_the_official_size_rules_cannot_fit_are_refused() {
     };
     let mut p = params();
     p.image = Some(write("ok.png", 64, 96));
-    validate(&p, &info, 16 * GIB).unwrap();
+    validate(&p, &info).unwrap();
     // 3000×100 at the area 96·64: the official best_output_size divides by zero.
     p.image = Some(write("strip.png", 3000, 100));
-    let e = validate(&p, &info, 16 * GIB).unwrap_err();
+    let e = validate(&p, &info).unwrap_err();
     assert_eq!(e.code, "input", "{e}");
     assert!(e.message.contains("cannot be fitted"), "{e}");
     // The same image fits a larger area.
     p.size = (1280, 704);
-    validate(&p, &info, 16 * GIB).unwrap();
+    validate(&p, &info).unwrap();
 }
 
 #[test]

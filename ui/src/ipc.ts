@@ -172,14 +172,31 @@ export interface CheckpointInfo {
   problems: string[];
 }
 
-export interface MemoryEstimate {
-  weights_bytes: number;
-  activations_bytes: number;
-  total_bytes: number;
-  machine_bytes: number;
+/** The library's memory plan for a run (`wan::memory::PlanReport`). */
+export interface MemoryPlan {
   fits: boolean;
+  predicted_peak_bytes: number;
+  /** Predicted bytes per phase: text, image, load, denoise, decode. */
+  phases: Record<string, number>;
+  budget_bytes: number;
+  machine_bytes: number;
+  backend: "cpu" | "metal";
+  plan: {
+    dtype: string;
+    quantization: { bits: number; group_size: number } | null;
+    one_expert_at_a_time: boolean;
+    batch_cfg: boolean;
+    text_from_cache: boolean;
+    vae_tile: { tile: number; overlap: number } | null;
+  };
+  /** Why nothing fits, and what would. */
   reason: string | null;
+  /** "≈ 11.8 GB of 16.0 GB · q8 · tiled decode". */
+  summary: string;
 }
+
+/** @deprecated the memory check is the plan now. */
+export type MemoryEstimate = MemoryPlan;
 
 export type Appearance = "system" | "light" | "dark";
 
@@ -256,7 +273,8 @@ export const ipc = {
   setCheckpoint: (path: string) => call<CheckpointInfo>("set_checkpoint", { path }),
   getSettings: () => call<Settings>("get_settings"),
   appInfo: () => call<AppInfo>("app_info"),
-  memoryEstimate: (params: GenerateParams) => call<MemoryEstimate>("memory_estimate", { params }),
+  /** The memory plan of a run with the selected checkpoint on this machine. */
+  memoryEstimate: (params: GenerateParams) => call<MemoryPlan>("memory_estimate", { params }),
   /** Queue a conversion of `src` (official) into the new folder `dst`; events as for jobs. */
   convertCheckpoint: (
     src: string,

@@ -1,10 +1,9 @@
 // The Generate and Gallery views against mocked IPC: what they send to Rust, how they
 // show events, errors and the queue.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { clearMocks, mockConvertFileSrc, mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import type { Channel } from "@tauri-apps/api/core";
 import type { ClipEntry, GenerateParams, JobEvent, TaskPreset } from "../src/ipc";
-import { vi } from "vitest";
 import { GenerateView } from "../src/views/generate";
 import { GalleryView } from "../src/views/gallery";
 import { latencies, rgbToRgba } from "../src/preview";
@@ -26,6 +25,13 @@ globalThis.ImageData ??= class {
 } as unknown as typeof ImageData;
 
 let calls: { cmd: string; args: Record<string, unknown> }[] = [];
+const fitting = {
+  fits: true, predicted_peak_bytes: 11.8 * 2 ** 30, phases: { text: 11 * 2 ** 30, denoise: 11.8 * 2 ** 30 },
+  budget_bytes: 12.8 * 2 ** 30, machine_bytes: 16 * 2 ** 30, backend: "metal",
+  plan: { dtype: "bf16", quantization: { bits: 8, group_size: 64 }, one_expert_at_a_time: false, batch_cfg: false, text_from_cache: false, vae_tile: { tile: 16, overlap: 4 } },
+  reason: null, summary: "≈ 11.8 GB of 16.0 GB · q8 · tiled decode",
+};
+let planReply: unknown = fitting;
 let channel: Channel<JobEvent> | null = null;
 let enqueueError: unknown = null;
 let history: string[] = [];
@@ -34,6 +40,7 @@ beforeEach(() => {
   calls = [];
   channel = null;
   enqueueError = null;
+  planReply = fitting;
   history = [];
   mockWindows("main");
   mockConvertFileSrc("linux");
@@ -46,7 +53,7 @@ beforeEach(() => {
         case "get_settings": return { checkpoint_dir: "/ckpt", last_params: null, prompt_history: history };
         case "queue_snapshot": return { running: null, pending: [] };
         case "memory_estimate":
-          return { weights_bytes: 1, activations_bytes: 1, total_bytes: 2 << 30, machine_bytes: 16 << 30, fits: true, reason: null };
+          return planReply;
         case "read_image": return { path: (args as { path: string }).path, width: 1920, height: 1080, data_url: "data:image/png;base64," };
         case "enqueue":
           if (enqueueError) throw enqueueError;
@@ -142,13 +149,41 @@ describe("GenerateView", () => {
     expect($("job-warnings").children.length).toBe(0);
   });
 
+  it("shows the memory plan next to Generate, and why no plan fits", async () => {
+    const v = await view();
+    vi.useFakeTimers();
+    try {
+      $<HTMLTextAreaElement>("prompt").value = "a fox";
+      $("frames").value = "121";
+      v.refresh();
+      await vi.advanceTimersByTimeAsync(300);
+      // (An earlier test's view may still answer its own pending estimate.)
+      const asked = calls.filter((c) => c.cmd === "memory_estimate");
+      expect(asked.some((c) => (c.args.params as GenerateParams).frame_num === 121)).toBe(true);
+      expect($("plan").textContent).toBe("≈ 11.8 GB of 16.0 GB · q8 · tiled decode");
+      expect($("plan").classList.contains("bad")).toBe(false);
+      expect($("memory").textContent).toContain("denoise 11.8 GB");
+      planReply = {
+        ...fitting, fits: false, summary: "does not fit: ≈ 143.0 GB of 16.0 GB",
+        reason: "the denoise phase needs ≈ 143.0 GB but 12.8 GB of this 16.0 GB machine may be used; would fit: 49 frames",
+      };
+      $("frames").value = "241";
+      v.refresh();
+      await vi.advanceTimersByTimeAsync(300);
+      expect($("plan").textContent).toBe("does not fit: ≈ 143.0 GB of 16.0 GB");
+      expect($("plan").classList.contains("bad")).toBe(true);
+      expect($("memory").textContent).toContain("would fit: 49 frames");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("the Fast preset applies a speed LoRA with Euler, 4 steps, shift 5, guidance 1", async () => {
     const v = await view();
     mockIPC((cmd, args) => {
       calls.push({ cmd, args: (args ?? {}) as Record<string, unknown> });
       if (cmd === "plugin:dialog|open") return "/loras/lightning/high_noise_model.safetensors";
-      if (cmd === "memory_estimate")
-        return { weights_bytes: 1, activations_bytes: 1, total_bytes: 1, machine_bytes: 2, fits: true, reason: null };
+      if (cmd === "memory_estimate") return fitting;
       if (cmd === "enqueue") return 9;
       return null;
     });

@@ -2,6 +2,10 @@
 //! checkpoint folder and the VAE / T5 modules are available — VAE decode and text-encode
 //! times, for a task / size / frames / dtype. Without `--ckpt_dir` the full-size official
 //! architecture (or `--layers K` of it) is built with random weights. Prints JSON.
+//!
+//! `--plan-only` loads nothing: it prints the memory plan for the job on a machine
+//! (`--memory 16GB`, `--backend metal|cpu`): `fits`, `predicted_peak_bytes`, `phases`,
+//! `plan`, and on refusal `reason` with what would fit.
 use anyhow::{Result, bail};
 use clap::Parser;
 use mlx_rs::Dtype;
@@ -21,7 +25,7 @@ struct Args {
     size: String,
     #[arg(long, default_value_t = 121)]
     frame_num: i32,
-    /// f32 or bf16.
+    /// f32 or bf16 (`--plan-only`: also `auto`, the plan's choice).
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Keep only the first K transformer blocks of the full-size architecture.
@@ -72,6 +76,82 @@ struct Args {
     /// Only build the model and report its resident bytes (no steps).
     #[arg(long)]
     load_only: bool,
+    /// Print the memory plan as JSON and load nothing (`--ckpt_dir`: its headers only;
+    /// without it, the official architecture).
+    #[arg(long = "plan-only", alias = "plan_only")]
+    plan_only: bool,
+    /// Plan for a machine with this much memory (default: this one's).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Plan for this backend (`metal` or `cpu`; default: this build's).
+    #[arg(long, value_parser = ["metal", "cpu"])]
+    backend: Option<String>,
+    /// `current`: what this build does; `complete`: with the per-tensor load cast,
+    /// on-load quantization and the context K/V cache of the companion issues.
+    #[arg(long, default_value = "current", value_parser = ["current", "complete"])]
+    runtime: String,
+    /// The job has a conditioning image (ti2v-5B image→video, i2v-A14B).
+    #[arg(long)]
+    image: bool,
+    /// A LoRA is merged at load.
+    #[arg(long)]
+    lora: bool,
+}
+
+/// `--plan-only`: the plan as JSON, nothing loaded.
+fn plan_only(a: &Args, task: Task, size: (i32, i32)) -> Result<()> {
+    use wan::memory::{Arch, Backend, Job, Machine, Overrides, Planner, Runtime};
+    let backend = match a.backend.as_deref() {
+        Some("metal") => Backend::Metal,
+        Some(_) => Backend::Cpu,
+        None => Backend::current(),
+    };
+    let bytes = match &a.memory {
+        Some(m) => wan::memory::parse_bytes(m)?,
+        None => wan::memory::machine_memory().ok_or_else(|| {
+            wan::Error::Input("cannot read this machine's memory: pass --memory 16GB".into())
+        })?,
+    };
+    let arch = match &a.ckpt_dir {
+        Some(d) => Arch::from_checkpoint(&wan::pipeline::check_folder(d, task)?)?,
+        None => Arch::official(task),
+    };
+    let dtype = match a.dtype.as_str() {
+        "auto" => None,
+        d => Some(wan::memory::plan::parse_dtype(d)?),
+    };
+    let quantize = a
+        .quantize
+        .as_deref()
+        .map(|l| wan::quant::QuantSpec::parse(l, a.group_size))
+        .transpose()?;
+    let overrides = Overrides {
+        dtype,
+        quantize: quantize.map(Some),
+        ..Overrides::default()
+    };
+    let mut planner = Planner::new(&arch, Machine { bytes, backend }, &overrides);
+    if a.runtime == "complete" {
+        planner.runtime = Runtime::COMPLETE;
+    }
+    let report = planner.choose(&Job {
+        task,
+        size,
+        frame_num: a.frame_num,
+        image: a.image,
+        lora: a.lora,
+        text_cached: false,
+    })?;
+    let mut v = serde_json::to_value(&report)?;
+    v["task"] = json!(task.name());
+    v["size"] = json!([size.0, size.1]);
+    v["frame_num"] = json!(a.frame_num);
+    v["runtime"] = serde_json::to_value(planner.runtime)?;
+    if backend == Backend::Metal {
+        v["note"] = json!(wan::memory::constants::METAL_RECALIBRATE);
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -81,6 +161,9 @@ fn main() -> Result<()> {
     let (w, h) = parse_size(&a.size)?;
     cfg.check_size(w, h)?;
     let f_lat = cfg.latent_frames(a.frame_num)?;
+    if a.plan_only {
+        return plan_only(&a, task, (w, h));
+    }
     let dtype = match a.dtype.as_str() {
         "f32" | "float32" => Dtype::Float32,
         "bf16" | "bfloat16" => Dtype::Bfloat16,

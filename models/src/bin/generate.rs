@@ -1,8 +1,12 @@
 //! `generate`: the official `generate.py` for ti2v-5B, t2v-A14B and i2v-A14B on MLX.
 //! Flags mirror the official ones (`--task --size --frame_num --ckpt_dir --prompt --image
 //! --base_seed --sample_solver --sample_steps --sample_shift --sample_guide_scale
-//! --save_file`), plus `--negative_prompt`, `--dtype`, `--low_memory` (in place of
-//! `--offload_model` / `--t5_cpu` / `--convert_model_dtype`), `--frames_dir`, `--noise`.
+//! --save_file`), plus `--negative_prompt`, `--frames_dir`, `--noise`, and the memory plan
+//! in place of `--offload_model` / `--t5_cpu` / `--convert_model_dtype`: `--plan auto`
+//! (default) fits the run to the machine (`--memory 16GB` to simulate one) and refuses,
+//! before loading anything, a run nothing fits; `--dtype`, `--low_memory`, `--vae_tile`
+//! pin a choice. Models are loaded phase by phase (umT5 released before the DiT is read);
+//! prompt contexts are cached (`--t5_cache DIR`, `--no_t5_cache`).
 //! Writes an H.264 mp4 and a JSON sidecar (`<file>.json`) atomically; Ctrl-C cancels
 //! within one step and leaves no output.
 use std::io::IsTerminal;
@@ -13,13 +17,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use mlx_rs::Dtype;
 use serde_json::json;
 use wan::config::{KNOWN_SIZES, Task, parse_size};
 use wan::lora_file::LoraSpec;
-use wan::pipeline::{
-    CancelToken, Components, Event, GenerateParams, LoadOptions, RunOptions, SolverKind, Stage,
-};
+use wan::memory::{Backend, Machine, Overrides, plan::gb};
+use wan::pipeline::{CancelToken, Event, GenerateParams, PhasedOptions, SolverKind, Stage};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,12 +69,29 @@ struct Args {
     /// Also write every frame as PNG into this folder.
     #[arg(long)]
     frames_dir: Option<PathBuf>,
-    /// DiT compute dtype: f32 (CPU) or bf16.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
-    /// Keep only the active A14B expert in memory.
+    /// DiT and umT5 compute dtype, f32 or bf16; default: the plan's (bf16 on Metal, f32 on
+    /// the CPU while it fits).
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Keep only the active A14B expert in memory (default: the plan decides).
     #[arg(long)]
     low_memory: bool,
+    /// `auto`: fit the run to this machine's memory and refuse one that cannot fit;
+    /// `force`: run the leanest plan even if it is predicted not to fit.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "force"])]
+    plan: String,
+    /// Plan for a machine with this much memory (e.g. 16GB) instead of this one's.
+    #[arg(long)]
+    memory: Option<String>,
+    /// VAE decode tiles in latent cells, or `none` for the whole frame (default: the plan).
+    #[arg(long)]
+    vae_tile: Option<String>,
+    /// Prompt-context cache folder (default: the user cache folder).
+    #[arg(long)]
+    t5_cache: Option<PathBuf>,
+    /// Always run the text encoder (no prompt-context cache).
+    #[arg(long)]
+    no_t5_cache: bool,
     /// Initial noise `[z, F', h, w]` from a safetensors file (tensor `noise`, or the only one).
     #[arg(long)]
     noise: Option<PathBuf>,
@@ -298,20 +317,39 @@ fn write_sidecar(path: &Path, value: &serde_json::Value) -> Result<()> {
 
 fn run(args: Args, cancel: &CancelToken) -> Result<()> {
     let params = params_from(&args)?;
-    let dtype = match args.dtype.as_str() {
-        "f32" | "float32" => Dtype::Float32,
-        "bf16" | "bfloat16" => Dtype::Bfloat16,
-        d => bail!(wan::Error::Input(format!(
-            "--dtype must be f32 or bf16, got `{d}`"
-        ))),
+    let dtype =
+        match args.dtype.as_deref() {
+            None => None,
+            Some(d) => Some(wan::memory::plan::parse_dtype(d).map_err(|_| {
+                wan::Error::Input(format!("--dtype must be f32 or bf16, got `{d}`"))
+            })?),
+        };
+    let vae_tile = match args.vae_tile.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(t) => match t.parse::<i32>() {
+            Ok(n) if n >= wan::memory::plan::MIN_TILE => Some(Some(n)),
+            _ => bail!(wan::Error::Input(format!(
+                "--vae_tile must be `none` or a number of latent cells ≥ {}, got `{t}`",
+                wan::memory::plan::MIN_TILE
+            ))),
+        },
     };
+    // `--quantize`: the DiT quantized while it loads (a dense folder), with the default
+    // recipe for the level; a quantized folder loads as stored.
     let quantize = args
         .quantize
         .as_deref()
         .map(|l| wan::quant::QuantSpec::parse(l, args.group_size))
-        .transpose()?
-        .map(wan::quant::Recipe::recommended);
-    wan::pipeline::check_folder(&args.ckpt_dir, params.task)?;
+        .transpose()?;
+    let backend = Backend::current();
+    let machine_bytes = match &args.memory {
+        Some(m) => wan::memory::parse_bytes(m)?,
+        None => wan::memory::machine_memory().ok_or_else(|| {
+            wan::Error::Input("cannot read this machine's memory: pass --memory 16GB".into())
+        })?,
+    };
+    let ck = wan::pipeline::check_folder(&args.ckpt_dir, params.task)?;
     let stored = wan::quant::folder_quantization(&args.ckpt_dir)?;
     let noise = args.noise.as_deref().map(load_noise).transpose()?;
     let save = args.save_file.clone().unwrap_or_else(|| auto_name(&params));
@@ -320,28 +358,54 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
     {
         bail!(wan::Error::Missing(dir.to_path_buf()));
     }
+    let context_cache = if args.no_t5_cache {
+        None
+    } else {
+        args.t5_cache
+            .clone()
+            .or_else(wan::t5::cache::default_dir)
+            .map(|d| wan::t5::cache::ContextCache::new(d, 256))
+    };
+
+    // The plan: before anything heavy is read.
+    let overrides = Overrides {
+        dtype,
+        t5_dtype: dtype,
+        one_expert_at_a_time: args.low_memory.then_some(true),
+        vae_tile,
+        quantize: quantize.map(Some),
+        ..Overrides::default()
+    };
+    let machine = Machine {
+        bytes: machine_bytes,
+        backend,
+    };
+    let report = wan::pipeline::phases::plan_for(
+        &ck,
+        &params,
+        machine,
+        &overrides,
+        context_cache.as_ref(),
+        params.lora.is_some(),
+    )?;
+    eprintln!("plan ({}): {}", backend.name(), report.summary);
+    for (phase, bytes) in &report.phases {
+        eprintln!("  {phase:>8}: ≈ {}", gb(*bytes));
+    }
+    if let Some(reason) = &report.reason {
+        if args.plan == "auto" {
+            bail!(wan::Error::Memory(reason.clone()));
+        }
+        eprintln!("warning: {reason} (running anyway: --plan force)");
+    }
     // The mp4 is written after minutes of denoising: find ffmpeg before loading weights.
     wan::video::ffmpeg::find()?;
 
-    let t_load = Instant::now();
     eprintln!(
-        "loading {} from {}",
+        "generating {} from {}",
         params.task.name(),
         args.ckpt_dir.display()
     );
-    let mut loaded = wan::pipeline::load(
-        &args.ckpt_dir,
-        params.task,
-        &LoadOptions {
-            dtype,
-            one_expert_at_a_time: args.low_memory,
-            lora: params.lora.clone(),
-            preview_cache: None,
-            quantize: quantize.clone(),
-        },
-    )?;
-    let load_s = t_load.elapsed().as_secs_f64();
-
     let bar = ProgressBar::new(params.sample_steps as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -390,15 +454,14 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         Event::Warning(w) if plain => eprintln!("warning: {w}"),
         Event::Warning(w) => bar.println(format!("warning: {w}")),
     };
-    let mut comps = Components {
-        text: loaded.text.as_mut(),
-        vae: loaded.vae.as_ref(),
-        experts: &mut loaded.experts,
+    let opts = PhasedOptions {
+        plan: report.plan.clone(),
+        preview_cache: None,
+        context_cache,
+        noise,
     };
-    let mut opts = RunOptions::new();
-    opts.noise = noise;
-    let (video, record) =
-        wan::pipeline::run(&mut comps, &params, opts, &mut on_event, cancel, None)?;
+    let (video, record, phases) =
+        wan::pipeline::phases::generate(&ck, &params, opts, &mut on_event, cancel)?;
     bar.finish_and_clear();
     cancel.check()?;
 
@@ -407,15 +470,18 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
     if let Some(dir) = &args.frames_dir {
         wan::video::write_png_frames(dir, &frames)?;
     }
-    let mut timings = serde_json::to_value(&video.timings)?;
-    timings["load_s"] = json!(load_s);
+    let timings = serde_json::to_value(&video.timings)?;
     let side = json!({
         "generator": format!("wan-studio generate {}", env!("CARGO_PKG_VERSION")),
         "params": params,
         "seed": params.seed,
-        "dtype": args.dtype,
-        "low_memory": args.low_memory,
-        "quantize": quantize.as_ref().map(|r| r.describe()),
+        "dtype": wan::memory::plan::dtype_name(report.plan.dtype),
+        "low_memory": report.plan.one_expert_at_a_time,
+        "plan": report,
+        "context_from_cache": phases.context_from_cache,
+        "memory": phases,
+        "quantize": report.plan.quantization.filter(|_| report.plan.quantize_on_load)
+            .map(|q| wan::quant::Recipe::recommended(q).describe()),
         "stored_quantization": stored,
         "lora": params.lora,
         "lora_scale": params.lora.as_ref().map(|l| l.scale),

@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -65,6 +65,9 @@ struct Shared {
     cut_done: AtomicBool,
     seq: AtomicU64,
     log: Mutex<Vec<Served>>,
+    /// Connections accepted and not yet finished (see [`MockHub::wait_idle`]).
+    active: Mutex<usize>,
+    idle: Condvar,
     sha256: Mutex<HashMap<PathBuf, String>>,
 }
 
@@ -109,6 +112,8 @@ impl MockHub {
             cut_done: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
+            active: Mutex::new(0),
+            idle: Condvar::new(),
             sha256: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
@@ -121,8 +126,14 @@ impl MockHub {
                     }
                     let Ok(conn) = conn else { continue };
                     let s = s.clone();
+                    // Counted at accept (not in the thread), so `wait_idle` never misses
+                    // a connection whose thread has not started yet.
+                    *s.active.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                     std::thread::spawn(move || {
                         let _ = handle(&s, conn);
+                        let mut n = s.active.lock().unwrap_or_else(|p| p.into_inner());
+                        *n -= 1;
+                        s.idle.notify_all();
                     });
                 }
             })?;
@@ -145,6 +156,20 @@ impl MockHub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Wait until every accepted connection has finished (a cancelled client's responses
+    /// end at their next failed write), at most `timeout`; `false` if some still run.
+    /// Call before [`Self::clear_log`] so a response of an earlier run cannot land in the
+    /// next run's log.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let n = self.shared.active.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, _) = self
+            .shared
+            .idle
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *n == 0
     }
 
     pub fn clear_log(&self) {

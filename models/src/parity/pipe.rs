@@ -153,13 +153,13 @@ pub fn pipe_ti2v(fx: &Fixture) -> Result<Vec<Check>> {
     let noise = fx.get_f32("input/noise")?;
     let mut checks = Vec::new();
     let vae_fx = companion(fx, "vae")?;
-    let vae = VaeComponent {
-        vae: WanVae::load(
+    let vae = VaeComponent::new(
+        WanVae::load(
             VaeConfig::from_constructor(VaeKind::Wan22, vae_fx.cfg("constructor")?)?,
             &vae_fx.params()?,
         )?,
-        previewer: None,
-    };
+        None,
+    );
     let cancel = CancelToken::new();
     // The image latent: our encode of the recorded image tensor.
     let z = if i2v {

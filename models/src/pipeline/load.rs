@@ -145,7 +145,7 @@ fn load_dit(
     Ok(m)
 }
 
-/// Tokenizer + umT5 of a folder as the pipelines' prompt encoder (float32 compute).
+/// Tokenizer + umT5 of a folder as the pipelines' prompt encoder.
 struct T5Prompts(crate::t5::TextEncoder);
 
 impl PromptEncoder for T5Prompts {
@@ -168,14 +168,13 @@ impl PromptEncoder for T5Prompts {
     }
 }
 
-/// The text encoder of a folder (tokenizer + umT5, official or converted layout).
-fn text_encoder(ck: &Checkpoint) -> Result<Box<dyn PromptEncoder>> {
+/// Tokenizer + umT5 of a folder (official `.pth` or converted safetensors; dims inferred
+/// from the weights), every weight in `dtype` (f32 on the CPU, bf16 on Metal).
+pub fn load_text_encoder(ck: &Checkpoint, dtype: Dtype) -> Result<crate::t5::TextEncoder> {
     let tok = crate::t5::T5Tokenizer::from_file(ck.tokenizer_path()?, crate::t5::TEXT_LEN)?;
-    // Official `.pth` or converted safetensors; dims inferred from the weights.
     let src = ck.t5_source()?;
     let config = crate::t5::T5Config::infer(src.as_ref())?;
-    let enc = crate::t5::TextEncoder::load(tok, config, src.as_ref(), Dtype::Float32)?;
-    Ok(Box::new(T5Prompts(enc)))
+    crate::t5::TextEncoder::load(tok, config, src.as_ref(), dtype)
 }
 
 /// Can every DiT of `ck` be loaded with `recipe` (headers only, before anything heavy)?
@@ -205,15 +204,37 @@ pub fn check_quantize(ck: &Checkpoint, recipe: &Recipe) -> Result<()> {
     }
 }
 
-/// Load every model of `task` from `dir`.
+/// Load every model of `task` from `dir` at once (parity runs and tests; generation uses
+/// the phased [`super::phases::generate`], which never holds them together).
 pub fn load(dir: &Path, task: Task, opts: &LoadOptions) -> Result<Loaded> {
     let ck = check_folder(dir, task)?;
     if let Some(r) = &opts.quantize {
         check_quantize(&ck, r)?;
     }
-    let text = text_encoder(&ck)?;
+    let text = Box::new(T5Prompts(load_text_encoder(&ck, Dtype::Float32)?));
     let (vae, experts) = load_models(&ck, task, opts)?;
     Ok(Loaded { text, vae, experts })
+}
+
+/// The previewer for a folder: beside the weights, or fitted for its VAE file in
+/// `preview_cache` (fitted now, with `vae`, when missing). Previews are a convenience: a
+/// failed fit costs the previews, not the run.
+pub fn previewer_for(
+    ck: &Checkpoint,
+    vae: &crate::vae::WanVae,
+    preview_cache: Option<&Path>,
+) -> Result<Option<Previewer>> {
+    let dir = ck.root.as_path();
+    match (preview_cache, &ck.vae) {
+        (Some(cache), Some(file)) => match ensure_previewer(vae, dir, file, cache) {
+            Ok((p, _)) => Ok(Some(p)),
+            Err(e) => {
+                eprintln!("warning: no live previews: {e}");
+                Ok(None)
+            }
+        },
+        _ => Previewer::load_beside(dir),
+    }
 }
 
 /// VAE (+ previewer) and DiT(s) of an opened folder — everything but the text side.
@@ -222,28 +243,17 @@ pub fn load_models(
     task: Task,
     opts: &LoadOptions,
 ) -> Result<(Box<dyn LatentVae>, Experts)> {
-    let dir = ck.root.as_path();
     if let Some(r) = &opts.quantize {
         check_quantize(ck, r)?;
     }
     let wan_vae = ck.load_vae()?;
-    let previewer = match (&opts.preview_cache, &ck.vae) {
-        (Some(cache), Some(file)) => {
-            // Previews are a convenience: a failed fit costs the previews, not the run.
-            match ensure_previewer(&wan_vae, dir, file, cache) {
-                Ok((p, _)) => Some(p),
-                Err(e) => {
-                    eprintln!("warning: no live previews: {e}");
-                    None
-                }
-            }
-        }
-        _ => Previewer::load_beside(dir)?,
-    };
-    let vae: Box<dyn LatentVae> = Box::new(VaeComponent {
-        vae: wan_vae,
-        previewer,
-    });
+    let previewer = previewer_for(ck, &wan_vae, opts.preview_cache.as_deref())?;
+    let vae: Box<dyn LatentVae> = Box::new(VaeComponent::new(wan_vae, previewer));
+    Ok((vae, load_experts(ck, task, opts)?))
+}
+
+/// The DiT(s) of `task` (A14B with `one_expert_at_a_time`: loaded on first use).
+pub fn load_experts(ck: &Checkpoint, task: Task, opts: &LoadOptions) -> Result<Experts> {
     let dtype = opts.dtype;
     let quantize = &opts.quantize;
     let lora = opts.lora.as_ref().map(LoraSpec::resolved).transpose()?;
@@ -286,5 +296,5 @@ pub fn load_models(
             }
         }
     };
-    Ok((vae, experts))
+    Ok(experts)
 }

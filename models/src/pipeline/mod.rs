@@ -13,6 +13,11 @@ pub use run::{
     Components, ImageTensors, LatentVae, PromptEncoder, RunOptions, RunRecord, run, seeded_noise,
 };
 pub mod load;
-pub use load::{LoadOptions, Loaded, check_folder, folder_identity, load, load_models};
+pub use load::{
+    LoadOptions, Loaded, check_folder, folder_identity, load, load_experts, load_models,
+    load_text_encoder, previewer_for,
+};
+pub mod phases;
+pub use phases::{PhaseMemory, PhaseRecord, PhasedOptions};
 pub mod vae_glue;
 pub use vae_glue::VaeComponent;

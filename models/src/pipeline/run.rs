@@ -103,6 +103,57 @@ pub struct ImageTensors {
     pub y: Option<Array>,
 }
 
+/// The negative prompt of a request (empty or absent: the official default).
+pub(crate) fn negative_prompt(params: &GenerateParams) -> &str {
+    params
+        .negative_prompt
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_NEG_PROMPT)
+}
+
+/// Prompts are cut twice, silently in the official code: by the tokenizer's text_len
+/// (`cut`, per prompt) and by the DiT's (`fit_context`); say so once, with the smaller
+/// limit.
+pub(crate) fn truncation_warnings(
+    contexts: [&Array; 2],
+    cut: [Option<usize>; 2],
+    dit_len: Option<usize>,
+    on_event: &mut dyn FnMut(Event),
+) {
+    let whats = ["prompt", "negative prompt"];
+    for ((what, ctx), tokenizer) in whats.iter().zip(contexts).zip(cut) {
+        let dit = dit_len.filter(|&l| ctx.shape()[0] as usize > l);
+        let limit = match (tokenizer, dit_len) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (Some(t), None) => Some(t),
+            (None, _) => dit,
+        };
+        if let Some(limit) = limit {
+            on_event(Event::Warning(format!(
+                "the {what} is longer than the {limit} tokens the model reads; the rest is ignored"
+            )));
+        }
+    }
+}
+
+/// The injected noise (checked against `shape`) or seeded noise.
+pub(crate) fn initial_noise(noise: Option<Array>, seed: u64, shape: &[i32; 4]) -> Result<Array> {
+    match noise {
+        Some(n) => {
+            if n.shape() != shape {
+                return Err(Error::Input(format!(
+                    "injected noise has shape {:?}, this request needs {:?}",
+                    n.shape(),
+                    shape
+                )));
+            }
+            Ok(n.as_dtype(Dtype::Float32)?)
+        }
+        None => seeded_noise(seed, shape),
+    }
+}
+
 /// Seeded float32 standard-normal noise of `shape` (our RNG; see the module docs).
 pub fn seeded_noise(seed: u64, shape: &[i32]) -> Result<Array> {
     let key = mlx_rs::random::key(seed)?;
@@ -110,18 +161,18 @@ pub fn seeded_noise(seed: u64, shape: &[i32]) -> Result<Array> {
 }
 
 /// Latent geometry + conditioning of one request.
-struct Prepared {
-    shape: [i32; 4],
-    first_frame: Option<Array>,
-    y: Option<Array>,
-    image: Option<ImageTensors>,
+pub(crate) struct Prepared {
+    pub shape: [i32; 4],
+    pub first_frame: Option<Array>,
+    pub y: Option<Array>,
+    pub image: Option<ImageTensors>,
 }
 
-fn prepare(
+/// Latent shape and image conditioning; `encode` (the VAE encoder) runs only for an image.
+pub(crate) fn prepare(
     cfg: &TaskConfig,
     params: &GenerateParams,
-    vae: &dyn LatentVae,
-    cancel: &CancelToken,
+    encode: &mut dyn FnMut(&Array) -> Result<Array>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Prepared> {
     let f_lat = cfg.latent_frames(params.frame_num)?;
@@ -135,7 +186,7 @@ fn prepare(
             let img = video::load_rgb(path)?;
             let (mw, _) = cfg.size_multiple();
             let (_, x) = video::ti2v_image(&img, area, mw as u32)?; // [3, 1, oh, ow]
-            let z = vae.encode(&x, cancel)?; // [z, 1, oh/16, ow/16]
+            let z = encode(&x)?; // [z, 1, oh/16, ow/16]
             let s = z.shape().to_vec();
             Ok(Prepared {
                 shape: [cfg.z_dim, f_lat, s[2], s[3]],
@@ -159,7 +210,7 @@ fn prepare(
             let frames = params.frame_num;
             let pad = mlx_rs::ops::zeros::<f32>(&[3, frames - 1, oh, ow])?;
             let clip = mlx_rs::ops::concatenate(&[&x, &pad], 1)?;
-            let lat = vae.encode(&clip, cancel)?; // [16, F', h, w]
+            let lat = encode(&clip)?; // [16, F', h, w]
             let (lh, lw) = (oh / sh, ow / sw);
             // Mask: 4 channels, 1 on latent frame 0 (official msk after folding 4 frames).
             let mut m = vec![0f32; (4 * f_lat * lh * lw) as usize];
@@ -215,53 +266,24 @@ pub fn run(
     let (context, context_null) = match opts.contexts {
         Some(c) => c,
         None => {
-            let neg = params
-                .negative_prompt
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .unwrap_or(DEFAULT_NEG_PROMPT);
+            let neg = negative_prompt(params);
             let c = comps.text.encode(&params.prompt)?;
             let n = comps.text.encode(neg)?;
-            // Cut twice, silently in the official code: by the tokenizer's text_len and
-            // by the DiT's (`fit_context`); say so once, with the smaller limit.
             let dit_len = comps.experts.text_len().map(|l| l as usize);
-            for (what, p, ctx) in [
-                ("prompt", params.prompt.as_str(), &c),
-                ("negative prompt", neg, &n),
-            ] {
-                let tokenizer = comps.text.truncated_to(p)?;
-                let dit = dit_len.filter(|&l| ctx.shape()[0] as usize > l);
-                let limit = match (tokenizer, dit_len) {
-                    (Some(t), Some(d)) => Some(t.min(d)),
-                    (Some(t), None) => Some(t),
-                    (None, _) => dit,
-                };
-                if let Some(limit) = limit {
-                    on_event(Event::Warning(format!(
-                        "the {what} is longer than the {limit} tokens the model reads; the rest is ignored"
-                    )));
-                }
-            }
+            let cut = [
+                comps.text.truncated_to(&params.prompt)?,
+                comps.text.truncated_to(neg)?,
+            ];
+            truncation_warnings([&c, &n], cut, dit_len, on_event);
             (c, n)
         }
     };
     timings.text_s = t0.elapsed().as_secs_f64();
     cancel.check()?;
 
-    let prep = prepare(&cfg, params, comps.vae, cancel, on_event)?;
-    let latent = match opts.noise {
-        Some(n) => {
-            if n.shape() != prep.shape {
-                return Err(Error::Input(format!(
-                    "injected noise has shape {:?}, this request needs {:?}",
-                    n.shape(),
-                    prep.shape
-                )));
-            }
-            n.as_dtype(Dtype::Float32)?
-        }
-        None => seeded_noise(params.seed, &prep.shape)?,
-    };
+    let vae = comps.vae;
+    let prep = prepare(&cfg, params, &mut |x| vae.encode(x, cancel), on_event)?;
+    let latent = initial_noise(opts.noise, params.seed, &prep.shape)?;
 
     on_event(Event::Stage(Stage::Denoise));
     let t1 = Instant::now();
@@ -278,7 +300,6 @@ pub fn run(
         batch_cfg: opts.batch_cfg,
         step_cache: params.step_cache,
     };
-    let vae = comps.vae;
     let out = denoise(
         comps.experts,
         &spec,

@@ -42,6 +42,28 @@ pub fn checkpoint_identity(path: &Path) -> Result<String> {
     Ok(format!("{}|{}|{}", canon.display(), meta.len(), mtime))
 }
 
+/// Where the CLI keeps prompt contexts: `$WAN_CACHE_DIR/t5-contexts`, else the user
+/// cache folder (`~/Library/Caches/wan-studio/…` on macOS, `$XDG_CACHE_HOME` or
+/// `~/.cache/wan-studio/…` elsewhere); `None` without a home folder.
+pub fn default_dir() -> Option<PathBuf> {
+    let sub = "t5-contexts";
+    if let Some(d) = std::env::var_os("WAN_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join(sub));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let base = if cfg!(target_os = "macos") {
+        home?.join("Library/Caches")
+    } else {
+        match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => home?.join(".cache"),
+        }
+    };
+    Some(base.join("wan-studio").join(sub))
+}
+
 impl ContextCache {
     pub fn new(dir: impl Into<PathBuf>, max_entries: usize) -> Self {
         Self {

@@ -177,12 +177,10 @@ fn encoder_ids(ck: &Checkpoint) -> Result<EncoderIds> {
     })
 }
 
-/// Tokenizer + umT5 of a folder (float32; used once, for the captions not cached yet).
+/// Tokenizer + umT5 of a folder in the backend's dtype (bf16 on Metal, f32 on the CPU;
+/// used once, for the captions not cached yet).
 pub fn text_encoder(ck: &Checkpoint) -> Result<crate::t5::TextEncoder> {
-    let tok = crate::t5::T5Tokenizer::from_file(ck.tokenizer_path()?, crate::t5::TEXT_LEN)?;
-    let src = ck.t5_source()?;
-    let config = crate::t5::T5Config::infer(src.as_ref())?;
-    crate::t5::TextEncoder::load(tok, config, src.as_ref(), Dtype::Float32)
+    crate::pipeline::load_text_encoder(ck, crate::memory::Backend::current().default_dtype())
 }
 
 /// Scan + encode/load the cache for `cfg` (no DiT involved).
@@ -259,6 +257,8 @@ pub fn run(cfg: &FinetuneConfig, on_step: &mut dyn FnMut(&StepStats)) -> Result<
 
     let t0 = Instant::now();
     let prepared = prepare_data(cfg, &ck)?;
+    // The encoders are dropped: give their buffers back before the DiT is read.
+    mlx_rs::memory::clear_cache()?;
     let seconds_prepare = t0.elapsed().as_secs_f64();
     let items = prepared.items;
     let mut buckets: BTreeMap<Vec<i32>, Vec<usize>> = BTreeMap::new();

@@ -401,6 +401,38 @@ pub enum PreviewSource {
     Fitted,
 }
 
+/// What [`ensure_previewer`] finds without fitting (so without the VAE's weights: the
+/// pipeline loads the VAE only when a fit is really needed): the previewer beside the
+/// weights in `dir`, or one fitted earlier for `vae_file` in `cache_dir`.
+pub fn find_previewer(
+    dir: &Path,
+    vae_file: &Path,
+    cfg: &crate::vae::VaeConfig,
+    cache_dir: &Path,
+) -> Result<Option<(Previewer, PreviewSource)>> {
+    if let Some(p) = Previewer::load_beside(dir)? {
+        return Ok(Some((p, PreviewSource::Beside)));
+    }
+    let cached = cache_dir.join(format!(
+        "preview-{}.safetensors",
+        vae_file_key(vae_file, cfg)?
+    ));
+    if cached.exists() {
+        match Previewer::load(&cached) {
+            Ok(p) if p.kind == cfg.kind && p.z_dim == cfg.z_dim => {
+                return Ok(Some((p, PreviewSource::Cache)));
+            }
+            Ok(_) | Err(_) => {
+                eprintln!(
+                    "warning: refitting the previewer: {} is unusable",
+                    cached.display()
+                );
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The fast previewer for `vae`, whatever the folder: the one stored beside the weights in
 /// `dir`, else one fitted earlier for the same weights file (`vae_file`) in `cache_dir`,
 /// else fitted now with [`AUTO_FIT`] and stored there (atomically) for next time. Official
@@ -412,24 +444,13 @@ pub fn ensure_previewer(
     vae_file: &Path,
     cache_dir: &Path,
 ) -> Result<(Previewer, PreviewSource)> {
-    if let Some(p) = Previewer::load_beside(dir)? {
-        return Ok((p, PreviewSource::Beside));
+    if let Some(found) = find_previewer(dir, vae_file, &vae.cfg, cache_dir)? {
+        return Ok(found);
     }
-    let key = vae_file_key(vae_file, &vae.cfg)?;
-    let cached = cache_dir.join(format!("preview-{key}.safetensors"));
-    if cached.exists() {
-        match Previewer::load(&cached) {
-            Ok(p) if p.kind == vae.cfg.kind && p.z_dim == vae.cfg.z_dim => {
-                return Ok((p, PreviewSource::Cache));
-            }
-            Ok(_) | Err(_) => {
-                eprintln!(
-                    "warning: refitting the previewer: {} is unusable",
-                    cached.display()
-                );
-            }
-        }
-    }
+    let cached = cache_dir.join(format!(
+        "preview-{}.safetensors",
+        vae_file_key(vae_file, &vae.cfg)?
+    ));
     let (n, frames, cells) = AUTO_FIT;
     let (p, report) = Previewer::fit(vae, n, frames, (cells, cells), 0)?;
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;

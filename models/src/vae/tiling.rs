@@ -8,10 +8,10 @@
 //! the weight-normalised sum of the tiles covering it; weights ramp linearly from the tile
 //! edge to the end of the shared region, so seams cross-fade instead of cutting.
 //!
-//! The per-chunk peak memory is estimated from the config by walking the decoder's
-//! (frames, resolution, channels) and calibrated against `mlx_rs::memory` (see
-//! [`WanVae::decode_bytes`]); tiling is chosen automatically when a whole-frame decode
-//! would not fit the budget.
+//! The per-chunk peak memory comes from the memory model (`crate::memory::model`: the
+//! decoder's (frames, resolution, channels) walk times the backend's calibrated copy
+//! count, see [`WanVae::decode_bytes`]); tiling is chosen automatically when a whole-frame
+//! decode would not fit the budget (the memory plan chooses the tile for generation).
 //!
 //! Measured (MLX CPU backend, fixture weights = tiny random VAEs, `vae_bench`):
 //! | case | untiled | tiled | tiled vs untiled |
@@ -39,14 +39,6 @@ pub struct Tiling {
     pub tile: i32,
     pub overlap: i32,
 }
-
-/// Peak bytes of one decode chunk, in units of its largest activation: input, norm output,
-/// residual and cache live beside each conv's unfolded (im2col) input, which alone is
-/// `kh·kw` times an activation. Calibrated with `vae_bench` on the MLX CPU backend
-/// (untiled 8×8 and 16×16 latents, tiled 4- and 8-cell tiles): measured peak = 64–68
-/// largest activations for vae22, 48–52 for vae21; 72 keeps the estimate an upper bound
-/// (checked by `tests/vae_tiling_memory.rs`). Other backends may differ.
-const LIVE_COPIES: f64 = 72.0;
 
 /// Smallest tile the automatic choice goes down to (latent cells).
 const MIN_TILE: i32 = 4;
@@ -120,28 +112,15 @@ impl Tiling {
 
 impl WanVae {
     /// Estimated peak bytes of one decode chunk (one latent frame, the later chunks are the
-    /// largest) for an `h × w` latent tile, weights excluded.
+    /// largest) for an `h × w` latent tile, weights excluded — the memory model's estimate
+    /// for this backend (`crate::memory::model::vae_decode_chunk_bytes`).
     pub fn decode_bytes(&self, h: i32, w: i32) -> u64 {
-        let c = &self.cfg;
-        let n = c.dim_mult.len();
-        let mut dims: Vec<i64> = vec![(c.dec_dim * c.dim_mult[n - 1]) as i64];
-        dims.extend(c.dim_mult.iter().rev().map(|&m| (c.dec_dim * m) as i64));
-        let up_t: Vec<bool> = c.temperal_downsample.iter().rev().copied().collect();
-        let (mut frames, mut res) = (1i64, 1i64);
-        let mut peak = (c.z_dim as i64).max(dims[0]);
-        for i in 0..n {
-            peak = peak.max(frames * res * res * dims[i].max(dims[i + 1]));
-            if i != n - 1 {
-                if up_t[i] {
-                    frames *= 2;
-                    // time_conv output holds 2C channels before the frames are split.
-                    peak = peak.max(frames * res * res * dims[i + 1]);
-                }
-                res *= 2;
-                peak = peak.max(frames * res * res * dims[i + 1]);
-            }
-        }
-        (LIVE_COPIES * (peak * h as i64 * w as i64 * 4) as f64) as u64
+        crate::memory::model::vae_decode_chunk_bytes(
+            &self.cfg,
+            h,
+            w,
+            crate::memory::Backend::current().constants(),
+        )
     }
 
     /// Tiling that keeps a decode of an `h × w` latent under `budget` bytes (`None`: the

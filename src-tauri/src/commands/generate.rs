@@ -86,8 +86,8 @@ pub fn check_image_path(p: &Path) -> AppResult<()> {
 }
 
 /// The Rust half of validation (the UI checks the same rules first). `ckpt` is the
-/// selected checkpoint; the run must match its task and fit in `machine` bytes.
-pub fn validate(params: &GenerateParams, ckpt: &CheckpointInfo, machine: u64) -> AppResult<()> {
+/// selected checkpoint; the run must match its task (and then fit: [`check_memory`]).
+pub fn validate(params: &GenerateParams, ckpt: &CheckpointInfo) -> AppResult<()> {
     let cfg = params.task.config();
     let bad = |m: String| Err(AppError::input(m));
     if params.prompt.trim().is_empty() {
@@ -161,11 +161,22 @@ pub fn validate(params: &GenerateParams, ckpt: &CheckpointInfo, machine: u64) ->
             ),
         ));
     }
-    let est = checkpoint::estimate(ckpt, params, machine);
-    if let Some(reason) = est.reason {
-        return Err(AppError::new("memory", reason));
-    }
     Ok(())
+}
+
+/// The memory plan of a valid run on a machine of `machine` bytes; a run no plan fits is
+/// refused (code `memory`) with the library's reason and suggestion, before it is queued.
+pub fn check_memory(
+    params: &GenerateParams,
+    ckpt: &CheckpointInfo,
+    machine: u64,
+    cache: Option<&wan::t5::cache::ContextCache>,
+) -> AppResult<wan::memory::PlanReport> {
+    let report = checkpoint::plan(ckpt, params, machine, cache)?;
+    match &report.reason {
+        Some(reason) if !report.fits => Err(AppError::new("memory", reason.clone())),
+        _ => Ok(report),
+    }
 }
 
 /// A job that continues gallery clip `parent` must name an existing clip and carry an
@@ -219,8 +230,13 @@ pub fn enqueue(
         .checkpoint_dir
         .ok_or_else(|| AppError::new("checkpoint", "choose a checkpoint folder in Models"))?;
     let info = checkpoint::inspect(&dir)?;
-    validate(&params, &info, checkpoint::machine_memory())?;
+    validate(&params, &info)?;
     check_continuation(&state.gallery, parent.as_deref(), &params)?;
+    let cache = wan::t5::cache::ContextCache::new(
+        crate::settings::context_cache_dir(&state.data_dir),
+        crate::jobs::engine::CONTEXT_CACHE_ENTRIES,
+    );
+    check_memory(&params, &info, checkpoint::machine_memory(), Some(&cache))?;
     state.settings.update(|s| {
         s.last_params = Some(params.clone());
         remember_prompt(&mut s.prompt_history, &params.prompt);

@@ -8,7 +8,7 @@ use tauri::ipc::Channel;
 use wan::pipeline::GenerateParams;
 
 use super::AppState;
-use crate::checkpoint::{self, CheckpointInfo, MemoryEstimate};
+use crate::checkpoint::{self, CheckpointInfo};
 use crate::error::{AppError, AppResult};
 use crate::jobs::{
     ConvertDtype, ConvertJob, ConvertLevel, ConvertQuant, JobEvent, JobId, JobSink, Work,
@@ -72,22 +72,23 @@ pub fn app_info(state: State<'_, AppState>) -> AppInfo {
     }
 }
 
-/// Memory needed by `params` with the selected checkpoint.
+/// The memory plan of `params` with the selected checkpoint on this machine (the plan
+/// line next to Generate): fits, predicted peak, phases, the plan, or why nothing fits.
 #[tauri::command]
 pub fn memory_estimate(
     state: State<'_, AppState>,
     params: GenerateParams,
-) -> AppResult<MemoryEstimate> {
+) -> AppResult<wan::memory::PlanReport> {
     let dir = state
         .settings()
         .checkpoint_dir
         .ok_or_else(|| AppError::new("checkpoint", "choose a checkpoint folder first"))?;
     let info = checkpoint::inspect(&dir)?;
-    Ok(checkpoint::estimate(
-        &info,
-        &params,
-        checkpoint::machine_memory(),
-    ))
+    let cache = wan::t5::cache::ContextCache::new(
+        crate::settings::context_cache_dir(&state.data_dir),
+        crate::jobs::engine::CONTEXT_CACHE_ENTRIES,
+    );
+    checkpoint::plan(&info, &params, checkpoint::machine_memory(), Some(&cache))
 }
 
 /// Predicted size (and measured drift) of each "Convert to MLX" level for `src` in

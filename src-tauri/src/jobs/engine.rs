@@ -47,11 +47,18 @@ pub trait Engine {
     ) -> Result<Rendered>;
 }
 
+/// Prompt contexts kept by the app's cache (the oldest are evicted).
+pub const CONTEXT_CACHE_ENTRIES: usize = 256;
+
 /// The real thing: `wan::pipeline` + `wan::video` on MLX.
 pub struct WanEngine {
     /// Where previewers fitted for folders without one (official downloads) are kept, so
     /// the fit (seconds) happens once per VAE, not per job.
     pub preview_cache: std::path::PathBuf,
+    /// Prompt contexts: a prompt seen before never loads umT5.
+    pub context_cache: std::path::PathBuf,
+    /// The memory jobs are planned for (`checkpoint::machine_memory`; 0: unknown).
+    pub machine_bytes: u64,
 }
 
 impl Engine for WanEngine {
@@ -59,9 +66,9 @@ impl Engine for WanEngine {
         "wan"
     }
 
-    /// Load the checkpoint's models (official or converted folder), run the library
-    /// pipeline with the job's events and cancel token, write the mp4. Models are loaded
-    /// per job and dropped after it, so an idle app holds no weights.
+    /// Plan the job for this machine (`wan::memory`), then run the library's phased
+    /// pipeline: umT5 (or the prompt cache), the DiT, the VAE, each loaded when needed
+    /// and released before the next is read; write the mp4. An idle app holds no weights.
     fn generate(
         &mut self,
         ckpt: &Path,
@@ -70,38 +77,37 @@ impl Engine for WanEngine {
         on_event: &mut dyn FnMut(Event),
         cancel: &CancelToken,
     ) -> Result<Rendered> {
-        use wan::pipeline::{Components, LoadOptions, RunOptions};
-        let t0 = Instant::now();
+        use wan::memory::{Backend, Machine, Overrides};
+        use wan::pipeline::{PhasedOptions, phases};
         on_event(Event::Stage(Stage::LoadModels));
-        // bf16 DiT compute on Metal; float32 on CPU (bf16 matmuls are slow there).
-        let dtype = if cfg!(target_os = "macos") {
-            mlx_rs::Dtype::Bfloat16
-        } else {
-            mlx_rs::Dtype::Float32
+        let ck = wan::pipeline::check_folder(ckpt, params.task)?;
+        let cache = wan::t5::cache::ContextCache::new(&self.context_cache, CONTEXT_CACHE_ENTRIES);
+        let machine = Machine {
+            bytes: match self.machine_bytes {
+                0 => u64::MAX >> 4,
+                b => b,
+            },
+            backend: Backend::current(),
         };
-        let opts = LoadOptions {
-            dtype,
-            one_expert_at_a_time: false,
-            lora: params.lora.clone(),
-            preview_cache: Some(self.preview_cache.clone()),
-            quantize: None,
-        };
-        let mut loaded = wan::pipeline::load(ckpt, params.task, &opts)?;
-        let load_s = t0.elapsed().as_secs_f64();
-        cancel.check()?;
-        let mut comps = Components {
-            text: loaded.text.as_mut(),
-            vae: loaded.vae.as_ref(),
-            experts: &mut loaded.experts,
-        };
-        let (video, _record) = wan::pipeline::run(
-            &mut comps,
+        let report = phases::plan_for(
+            &ck,
             params,
-            RunOptions::new(),
-            on_event,
-            cancel,
-            None,
+            machine,
+            &Overrides::default(),
+            Some(&cache),
+            params.lora.is_some(),
         )?;
+        if let (false, Some(reason)) = (report.fits, &report.reason) {
+            return Err(Error::Memory(reason.clone()));
+        }
+        let tags = report.plan.tags().join(" · ");
+        let opts = PhasedOptions {
+            plan: report.plan,
+            preview_cache: Some(self.preview_cache.clone()),
+            context_cache: Some(cache),
+            noise: None,
+        };
+        let (video, _record, phased) = phases::generate(&ck, params, opts, on_event, cancel)?;
         cancel.check()?;
         let frames = wan::video::frames_from_video(&video.frames)?;
         wan::video::write_mp4(out_mp4, &frames, video.fps)?;
@@ -109,8 +115,7 @@ impl Engine for WanEngine {
             .frames
             .first()
             .ok_or_else(|| Error::Input("the pipeline returned no frames".into()))?;
-        let mut timings = video.timings.clone();
-        timings.load_s = load_s;
+        let timings = video.timings.clone();
         Ok(Rendered {
             poster: RgbFrame {
                 width: frames.width,
@@ -120,12 +125,18 @@ impl Engine for WanEngine {
             frames: frames.frames.len() as u32,
             fps: video.fps,
             timings,
+            // The plan it ran with, for the record (`cached prompt`: umT5 never loaded).
             model: format!(
-                "{} ({})",
+                "{} ({}) · {tags}{}",
                 params.task.name(),
                 ckpt.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if phased.context_from_cache && !tags.contains("cached prompt") {
+                    " · cached prompt"
+                } else {
+                    ""
+                }
             ),
         })
     }

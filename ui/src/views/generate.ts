@@ -192,6 +192,8 @@ export class GenerateView {
               }),
             ),
             el("button", { id: "generate", type: "submit", class: "primary", text: "Generate", title: withShortcut("Generate", "generate") }),
+            // The memory plan, next to Generate: "≈ 11.8 GB of 16.0 GB · q8 · tiled decode".
+            el("span", { id: "plan", class: "hint plan" }),
           ),
           // The status line: memory / plan for this run (one line, under the button).
           el("div", { id: "memory", class: "hint" }),
@@ -428,15 +430,25 @@ export class GenerateView {
     if (s) s.textContent = text;
   }
 
+  /** The memory plan line next to Generate ("≈ 11.8 GB of 16.0 GB · q8 · tiled decode")
+   *  and, in the status line, its phases or why no plan fits (Rust refuses such a run when
+   *  queued). */
   private async estimate(p: GenerateParams): Promise<void> {
     const m = this.$("memory");
+    const line = this.$("plan");
     let text: string;
     try {
       const e = await ipc.memoryEstimate(p);
-      text = `Memory: about ${form.formatBytes(e.total_bytes)} of ${form.formatBytes(e.machine_bytes)}`;
+      line.textContent = e.summary;
+      line.classList.toggle("bad", !e.fits);
       m.classList.toggle("bad", !e.fits);
-      if (e.reason) text += ` — ${e.reason}`;
+      text = e.fits
+        ? `Memory plan: ${Object.entries(e.phases)
+            .map(([phase, b]) => `${phase} ${form.formatBytes(b)}`)
+            .join(" · ")}`
+        : `Does not fit: ${e.reason ?? ""}`;
     } catch (err) {
+      line.textContent = "";
       text = asAppError(err).message;
     }
     // One line (the full text in the tooltip), so the Generate button never moves.
