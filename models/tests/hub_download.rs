@@ -135,6 +135,11 @@ fn full_download_is_byte_identical_and_progress_adds_up() {
         (total, total, 5, 5)
     );
     // Each file was sent exactly once, whole.
+    // The client can have every byte before the server's thread records its last write.
+    assert!(
+        hub.wait_idle(Duration::from_secs(60)),
+        "mock hub still busy"
+    );
     let log = hub.served();
     assert_eq!(log.iter().map(|s| s.bytes).sum::<u64>(), total);
     assert!(log.iter().all(|s| s.start == 0 && s.status == 200));
@@ -199,6 +204,11 @@ fn killed_mid_file_then_resumed_continues_the_part() {
     let hub = MockHub::start(&t.0.join("hub"), MockOptions::default()).unwrap();
     let s = download(REPO, &dest, &opts(&hub), &mut |_| {}).unwrap();
     assert_identical(&src, &dest);
+    // The client can have every byte before the server's thread records its last write.
+    assert!(
+        hub.wait_idle(Duration::from_secs(60)),
+        "mock hub still busy"
+    );
     let log = hub.served();
     assert_eq!(
         log.iter()
@@ -227,6 +237,11 @@ fn dropped_connection_is_resumed_in_the_same_run() {
     let dest = t.0.join("dl");
     download(REPO, &dest, &opts(&hub), &mut |_| {}).unwrap();
     assert_identical(&src, &dest);
+    // The client can have every byte before the server's thread records its last write.
+    assert!(
+        hub.wait_idle(Duration::from_secs(60)),
+        "mock hub still busy"
+    );
     let log = hub.served();
     let big: Vec<(u16, u64, u64)> = served_for(&log, "big.pth")
         .iter()
@@ -279,6 +294,11 @@ fn cancel_keeps_the_part_and_resume_continues_it() {
     .unwrap();
     download(REPO, &dest, &opts(&hub), &mut |_| {}).unwrap();
     assert_identical(&src, &dest);
+    // The client can have every byte before the server's thread records its last write.
+    assert!(
+        hub.wait_idle(Duration::from_secs(60)),
+        "mock hub still busy"
+    );
     let log = hub.served();
     let big: Vec<(u16, u64, u64)> = served_for(&log, "big.pth")
         .iter()

@@ -393,7 +393,13 @@ mod tests {
             repo_state("Wan-AI/ti2v_tiny", &models).unwrap().state,
             "complete"
         );
-        // Resumed, not restarted: this run was sent exactly what was missing.
+        // Resumed, not restarted: this run was sent exactly what was missing (read once the
+        // server's threads are done: the client can have every byte before the last
+        // response's log entry is updated).
+        assert!(
+            hub.wait_idle(Duration::from_secs(60)),
+            "mock hub still busy"
+        );
         let sent: u64 = hub.served().iter().map(|s| s.bytes).sum();
         assert_eq!(sent, summary.total_bytes - kept_bytes);
     }

@@ -161,7 +161,8 @@ impl MockHub {
     /// Wait until every accepted connection has finished (a cancelled client's responses
     /// end at their next failed write), at most `timeout`; `false` if some still run.
     /// Call before [`Self::clear_log`] so a response of an earlier run cannot land in the
-    /// next run's log.
+    /// next run's log, and before reading [`Self::served`] after a finished download (the
+    /// client can have every byte before the server's thread records its last write).
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let n = self.shared.active.lock().unwrap_or_else(|p| p.into_inner());
         let (n, _) = self
