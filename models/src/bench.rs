@@ -113,6 +113,9 @@ pub fn median(v: &[f64]) -> f64 {
 pub struct StepMode {
     /// Context K/V once per run (the pipelines) or in every step (the official forward).
     pub kv_cached: bool,
+    /// With `kv_cached`: the zero padding folded into one weighted key
+    /// ([`WanModel::context_kv_folded`], the pipelines) or all `text_len` rows kept.
+    pub fold_padding: bool,
     pub kernels: Kernels,
 }
 
@@ -160,7 +163,11 @@ pub fn time_dit_steps(
         _ => Timesteps::PerSample(vec![500.0; b as usize]),
     };
     let emb = model.embed_context(&ctxs)?;
-    let kv = model.context_kv(&emb)?;
+    let kv = if mode.fold_padding {
+        model.context_kv_folded(&ctxs)?
+    } else {
+        model.context_kv(&emb)?
+    };
     kv.eval()?;
     let step = || -> Result<f64> {
         let t0 = Instant::now();
@@ -187,17 +194,23 @@ pub fn time_dit_steps(
 }
 
 /// Matmul FLOPs (2·m·n·k per product, attention included) of one denoising step of `batch`
-/// samples with `tokens` latent tokens, for the official forward and for ours.
+/// samples with `tokens` latent tokens and a `text_tokens`-token prompt, for the official
+/// forward and for ours.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StepFlops {
     /// Official `WanModel.forward` per call: text embedding, per-token time embedding and
-    /// projection, cross-attention K/V in every block, every step.
+    /// projection, cross-attention K/V in every block, every step, over all `text_len`
+    /// context rows (the prompt zero-padded).
     pub official: f64,
     /// Ours per step: the same blocks without the context K/V, the time embedding once per
-    /// distinct timestep (`distinct_t`), no text embedding.
+    /// distinct timestep (`distinct_t`), no text embedding, cross-attention over the prompt's
+    /// rows plus one folded padding key (`cross_keys`).
     pub ours_per_step: f64,
-    /// Ours once per run and expert: text embedding + every block's context K/V.
+    /// Ours once per run and expert: text embedding + every block's context K/V (of the
+    /// `cross_keys` rows).
     pub ours_once_per_run: f64,
+    /// Keys each cross-attention attends over in ours: `min(text_tokens + 1, text_len)`.
+    pub cross_keys: i64,
     /// `ours_per_step / official`.
     pub ratio: f64,
     /// `(ours_per_step + ours_once_per_run / steps) / official` for a `steps`-step run.
@@ -210,33 +223,39 @@ pub struct StepFlops {
 pub fn step_flops(
     c: &WanConfig,
     tokens: i64,
+    text_tokens: i64,
     batch: i64,
     distinct_t: i64,
     steps: usize,
 ) -> StepFlops {
     let (b, l) = (batch as f64, tokens as f64);
     let (d, f, lc) = (c.dim as f64, c.ffn_dim as f64, c.text_len as f64);
+    let keys = (text_tokens.max(0) + 1).min(c.text_len as i64);
+    let lk = keys as f64;
     let (td, fq) = (c.text_dim as f64, c.freq_dim as f64);
     let pv = c.patch_volume() as f64;
     let mm = |m: f64, n: f64, k: f64| 2.0 * m * n * k;
     let patch = mm(b * l, d, pv * c.in_dim as f64);
     let head = mm(b * l, pv * c.out_dim as f64, d);
     let time_rows = |rows: f64| mm(rows, d, fq) + mm(rows, d, d) + mm(rows, 6.0 * d, d);
-    let text = mm(b * lc, d, td) + mm(b * lc, d, d);
-    let block_step = 4.0 * mm(b * l, d, d) // self q, k, v, o
-        + 2.0 * mm(b * l, l, d) // self QKᵀ, PV
-        + 2.0 * mm(b * l, d, d) // cross q, o
-        + 2.0 * mm(b * l, lc, d) // cross QKᵀ, PV
-        + mm(b * l, f, d) + mm(b * l, d, f); // FFN
-    let cross_kv = 2.0 * mm(b * lc, d, d);
+    let text = |rows: f64| mm(b * rows, d, td) + mm(b * rows, d, d);
+    let block_step = |keys: f64| {
+        4.0 * mm(b * l, d, d) // self q, k, v, o
+            + 2.0 * mm(b * l, l, d) // self QKᵀ, PV
+            + 2.0 * mm(b * l, d, d) // cross q, o
+            + 2.0 * mm(b * l, keys, d) // cross QKᵀ, PV
+            + mm(b * l, f, d) + mm(b * l, d, f) // FFN
+    };
+    let cross_kv = |rows: f64| 2.0 * mm(b * rows, d, d);
     let n = c.num_layers as f64;
-    let official = patch + head + text + time_rows(b * l) + n * (block_step + cross_kv);
-    let ours_per_step = patch + head + time_rows(distinct_t as f64) + n * block_step;
-    let ours_once_per_run = text + n * cross_kv;
+    let official = patch + head + text(lc) + time_rows(b * l) + n * (block_step(lc) + cross_kv(lc));
+    let ours_per_step = patch + head + time_rows(distinct_t as f64) + n * block_step(lk);
+    let ours_once_per_run = text(lk) + n * cross_kv(lk);
     StepFlops {
         official,
         ours_per_step,
         ours_once_per_run,
+        cross_keys: keys,
         ratio: ours_per_step / official,
         ratio_amortized: (ours_per_step + ours_once_per_run / steps.max(1) as f64) / official,
         steps,
@@ -313,7 +332,7 @@ mod tests {
             c.num_layers,
         ) = (4, 8, 3, 5, 2, 1);
         (c.patch_size, c.in_dim, c.out_dim, c.num_heads) = ([1, 1, 1], 1, 1, 1);
-        let f = step_flops(&c, 2, 1, 1, 10);
+        let f = step_flops(&c, 2, 3, 1, 1, 10);
         // by hand (2·m·n·k): patch 16, head 16, text 2·3·4·5 + 2·3·4·4 = 216,
         // time per token 2·2·(4·2 + 4·4 + 24·4) = 480, per distinct t 240,
         // block: self 4·2·2·4·4 = 256, QKᵀ+PV 2·2·2·2·4 = 64, cross q/o 128,
@@ -321,7 +340,15 @@ mod tests {
         assert_eq!(f.official, 16.0 + 16.0 + 216.0 + 480.0 + 800.0 + 192.0);
         assert_eq!(f.ours_per_step, 16.0 + 16.0 + 240.0 + 800.0);
         assert_eq!(f.ours_once_per_run, 216.0 + 192.0);
+        assert_eq!(f.cross_keys, 3);
         assert_eq!(f.ratio_amortized, (1072.0 + 40.8) / 1720.0);
+        // a 1-token prompt: 2 keys (the token + the folded padding); official unchanged.
+        // cross scores 2·2·2·2·4 = 64, text 2·2·4·5 + 2·2·4·4 = 144, K/V 2·2·2·4·4 = 128
+        let g = step_flops(&c, 2, 1, 1, 1, 10);
+        assert_eq!(g.official, f.official);
+        assert_eq!(g.cross_keys, 2);
+        assert_eq!(g.ours_per_step, 16.0 + 16.0 + 240.0 + 768.0);
+        assert_eq!(g.ours_once_per_run, 144.0 + 128.0);
     }
 
     #[test]

@@ -133,3 +133,79 @@ fn cached_context_kv_steps_equal_recomputation_bit_for_bit() {
         assert!(c.passed(), "{}", c.line());
     }
 }
+
+/// The pipelines fold the prompt's zero padding into one key with an `ln(count)` score bias:
+/// the fixture's 20-token context attends over 21 keys instead of `text_len` = 32, and a
+/// batch of two prompts of different lengths gives each sample what the padded context
+/// gives it alone; a prompt one row short of `text_len` is not folded (nothing to gain).
+#[test]
+fn folded_padding_keys_equal_the_padded_context() {
+    use mlx_rs::ops::indexing::IndexOp;
+    use wan::dit::{Kernels, Timesteps};
+    let Some(path) = common::fixture("dit_t2v.safetensors") else {
+        return;
+    };
+    let fx = Fixture::open(path).unwrap();
+    let cfg: WanConfig = serde_json::from_value(fx.cfg("constructor").unwrap().clone()).unwrap();
+    let tl = cfg.text_len;
+    let model = WanModel::load(cfg, &fx.params().unwrap()).unwrap();
+    let x = fx.get_f32("input/x").unwrap().expand_dims(0).unwrap();
+    let ctx = fx.get_f32("input/context").unwrap();
+    let n = ctx.shape()[0];
+    assert!(
+        n + 1 < tl,
+        "the fixture's context must leave padding to fold"
+    );
+    let short = ctx.index(..5);
+    let t1 = Timesteps::PerSample(vec![700.0]);
+    let padded = |c: &mlx_rs::Array| {
+        let kv = model
+            .context_kv(&model.embed_context(std::slice::from_ref(c)).unwrap())
+            .unwrap();
+        model
+            .forward_kv(&x, None, &t1, &kv, Kernels::Exact)
+            .unwrap()
+    };
+    let (want_long, want_short) = (padded(&ctx), padded(&short));
+
+    let kv = model
+        .context_kv_folded(&[ctx.clone(), short.clone()])
+        .unwrap();
+    assert_eq!(kv.blocks[0].k.shape()[2], n + 1);
+    let bias: Vec<f32> = kv.blocks[0].bias.as_ref().unwrap().as_slice().to_vec();
+    let (long_pad, short_pad) = (
+        ((tl - n) as f32).ln(),
+        ((tl - 5) as f32 / (n + 1 - 5) as f32).ln(),
+    );
+    assert!(bias[..n as usize].iter().all(|&b| b == 0.0));
+    assert!((bias[n as usize] - long_pad).abs() < 1e-6);
+    assert!(
+        bias[(n + 1 + 5) as usize..]
+            .iter()
+            .all(|&b| (b - short_pad).abs() < 1e-6)
+    );
+    let x2 = mlx_rs::ops::concatenate(&[x.clone(), x.clone()], 0).unwrap();
+    let t2 = Timesteps::PerSample(vec![700.0, 700.0]);
+    for kernels in [Kernels::Exact, Kernels::Fast] {
+        let both = model.forward_kv(&x2, None, &t2, &kv, kernels).unwrap();
+        let parts = both.split_equal(2, 0).unwrap();
+        for (got, want, what) in [
+            (&parts[0], &want_long, "long"),
+            (&parts[1], &want_short, "short"),
+        ] {
+            let c = wan::fixture::compare(what, got, want, 1e-5).unwrap();
+            assert!(c.passed(), "{kernels:?}: {}", c.line());
+        }
+        // one sample sliced out of the batched K/V is still exact
+        let one = model
+            .forward_kv(&x, None, &t1, &kv.slice(1, 1).unwrap(), kernels)
+            .unwrap();
+        let c = wan::fixture::compare("slice", &one, &want_short, 1e-5).unwrap();
+        assert!(c.passed(), "{kernels:?}: {}", c.line());
+    }
+
+    let almost = mlx_rs::ops::concatenate(&[ctx.clone(), ctx.index(..tl - 1 - n)], 0).unwrap();
+    let kv = model.context_kv_folded(&[almost]).unwrap();
+    assert_eq!(kv.blocks[0].k.shape()[2], tl);
+    assert!(kv.blocks[0].bias.is_none());
+}

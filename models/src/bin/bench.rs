@@ -50,6 +50,10 @@ struct Args {
     /// per run, as the pipelines do).
     #[arg(long)]
     kv_per_step: bool,
+    /// Keep all `text_len` context rows instead of folding the prompt's zero padding into
+    /// one weighted key (the pipelines fold; `--text_tokens` < text_len then matters).
+    #[arg(long)]
+    no_fold: bool,
     /// Steps of the run the once-per-run FLOPs are spread over (`flops.ratio_amortized`).
     #[arg(long, default_value_t = 50)]
     run_steps: usize,
@@ -210,7 +214,18 @@ fn main() -> Result<()> {
     let [pt, ph, pw] = flops_cfg.patch_size;
     let tokens = (latent[1] / pt) as i64 * (latent[2] / ph) as i64 * (latent[3] / pw) as i64;
     let batch = if a.no_cfg { 1 } else { 2 };
-    let flops = wan::bench::step_flops(&flops_cfg, tokens, batch, 1, a.run_steps);
+    let flops = wan::bench::step_flops(
+        &flops_cfg,
+        tokens,
+        if a.no_fold || a.kv_per_step {
+            flops_cfg.text_len as i64
+        } else {
+            a.text_tokens as i64
+        },
+        batch,
+        1,
+        a.run_steps,
+    );
     let step_cache: wan::pipeline::StepCache = a.step_cache.parse()?;
     let plan = wan::bench::step_cache_plan(task, false, step_cache, a.run_steps, cfg.sample_shift)?;
     let cache = json!({
@@ -233,6 +248,7 @@ fn main() -> Result<()> {
     }
     let mode = wan::bench::StepMode {
         kv_cached: !a.kv_per_step,
+        fold_padding: !a.no_fold,
         kernels: if a.kernels == "exact" {
             wan::dit::Kernels::Exact
         } else {
@@ -325,6 +341,7 @@ fn main() -> Result<()> {
         "build_s": build_s,
         "dit_step": timing,
         "step_mode": mode,
+        "text_tokens": a.text_tokens,
         "flops": flops,
         "step_cache": cache,
         "memory": {

@@ -5,7 +5,11 @@
 //! `text_len` context rows, zero-padded ones included (no text mask, as official).
 //! Attention itself is SDPA with scale `1/√d` ([`crate::dit::kernels::attention`]).
 //! Cross-attention K/V depend on the context only: [`WanAttention::cross_kv`] computes them
-//! once, [`WanAttention::forward_cross_kv`] reuses them at every step.
+//! once, [`WanAttention::forward_cross_kv`] reuses them at every step. The zero-padded rows
+//! all embed to the same key and value, so the pipelines keep one row for the padding with
+//! an additive `ln(multiplicity)` score bias ([`CrossKv::bias`], built by
+//! [`crate::dit::WanModel::context_kv_folded`]): the same softmax, exactly, over
+//! `prompt tokens + 1` keys instead of `text_len`.
 use mlx_rs::fast;
 use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::Param;
@@ -63,12 +67,17 @@ pub struct Rope<'a> {
 }
 
 /// Cross-attention keys and values of one block for a fixed context, `[B, H, L_ctx, d]` each
-/// in the projection dtype (ready for SDPA). They depend on the text only, so the pipelines
-/// compute them once per run and expert ([`crate::dit::WanModel::context_kv`]).
+/// (ready for SDPA). They depend on the text only, so the pipelines compute them once per run
+/// and expert ([`crate::dit::WanModel::context_kv`]).
 #[derive(Debug, Clone)]
 pub struct CrossKv {
     pub k: Array,
     pub v: Array,
+    /// Additive score bias `[B, 1, 1, L_ctx]` float32, natural-log units, when the padding
+    /// rows are folded: key `j` of sample `b` stands for `exp(bias)` identical keys. With a
+    /// bias the K/V are float32 too (upcast from the projection dtype, exact) and the
+    /// attention runs in float32, so the log-multiplicity is not rounded to bf16.
+    pub bias: Option<Array>,
 }
 
 impl WanAttention {
@@ -127,6 +136,7 @@ impl WanAttention {
             &CrossKv {
                 k,
                 v: self.heads(&v)?,
+                bias: None,
             },
             kernels,
         )
@@ -139,6 +149,18 @@ impl WanAttention {
         Ok(CrossKv {
             k: self.heads(&k)?,
             v: self.heads(&v)?,
+            bias: None,
+        })
+    }
+
+    /// [`Self::cross_kv`] of a context whose rows stand for several identical keys each:
+    /// `bias [B, 1, 1, L_ctx]` is `ln(count)` per row (see [`CrossKv::bias`]).
+    pub fn cross_kv_weighted(&self, context: &Array, bias: &Array) -> Result<CrossKv> {
+        let kv = self.cross_kv(context)?;
+        Ok(CrossKv {
+            k: cast(&kv.k, Dtype::Float32)?,
+            v: cast(&kv.v, Dtype::Float32)?,
+            bias: Some(cast(bias, Dtype::Float32)?),
         })
     }
 
@@ -158,7 +180,14 @@ impl WanAttention {
         let s = q.shape();
         let (b, h, l, hd) = (s[0], s[1], s[2], s[3]);
         let scale = 1.0 / (hd as f32).sqrt();
-        let out = attention(q, &kv.k, &kv.v, scale, kernels)?;
+        let out = match &kv.bias {
+            // Weighted keys: float32 throughout (K/V already are; q is upcast exactly).
+            Some(bias) => {
+                let q = cast(q, Dtype::Float32)?;
+                attention(&q, &kv.k, &kv.v, scale, Some(bias), kernels)?
+            }
+            None => attention(q, &kv.k, &kv.v, scale, None, kernels)?,
+        };
         let out = out
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&[b, l, h * hd])?;

@@ -150,16 +150,30 @@ fn pow2(f: &Array, bits: &Array) -> Result<Array> {
     Ok(out.into_iter().next().expect("one output"))
 }
 
-/// Attention of `q [B, H, L, d]` to `k, v [B, H, Lk, d]` (same dtype), scale `1/√d`.
-pub fn attention(q: &Array, k: &Array, v: &Array, scale: f32, kernels: Kernels) -> Result<Array> {
+/// Attention of `q [B, H, L, d]` to `k, v [B, H, Lk, d]` (same dtype), scale `1/√d`, with an
+/// optional additive score bias broadcastable to `[B, H, L, Lk]` (natural-log units, q's
+/// dtype).
+pub fn attention(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    bias: Option<&Array>,
+    kernels: Kernels,
+) -> Result<Array> {
     if !(kernels.cpu_math() && q.dtype() == Dtype::Float32) {
-        return Ok(fast::scaled_dot_product_attention(
-            q, k, v, scale, None, None,
-        )?);
+        return Ok(match bias {
+            Some(b) => fast::scaled_dot_product_attention(q, k, v, scale, b, None)?,
+            None => fast::scaled_dot_product_attention(q, k, v, scale, None, None)?,
+        });
     }
     // MLX's CPU SDPA is exactly this (scaled q, matmul, softmax, matmul) with its own exp.
     let q = q.multiply(c(scale * std::f32::consts::LOG2_E))?;
     let s = q.matmul(k.swap_axes(-1, -2)?)?; // [B, H, L, Lk], base-2 units
+    let s = match bias {
+        Some(b) => s.add(b.multiply(c(std::f32::consts::LOG2_E))?)?,
+        None => s,
+    };
     Ok(softmax2(&s)?.matmul(v)?)
 }
 
@@ -284,20 +298,21 @@ mod tests {
         let q = mlx_rs::random::normal::<f32>(&[2, 3, 7, 8], None, Some(3.0), &k1).unwrap();
         let k = mlx_rs::random::normal::<f32>(&[2, 3, 33, 8], None, Some(2.0), &k2).unwrap();
         let v = mlx_rs::random::normal::<f32>(&[2, 3, 33, 8], None, None, &k3).unwrap();
-        let exact = attention(&q, &k, &v, 0.35, Kernels::Exact).unwrap();
-        let fast = attention(&q, &k, &v, 0.35, Kernels::Fast).unwrap();
-        let err = fast
-            .subtract(&exact)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max(None)
-            .unwrap();
-        assert!(
-            err.item_cast::<f32>() < 2e-6,
-            "attention {}",
-            err.item_cast::<f32>()
-        );
+        // an additive score bias [B, 1, 1, Lk] (folded padding keys) goes through both paths
+        let bias = mlx_rs::random::uniform::<f32, f32>(0.0, 6.0, &[2, 1, 1, 33], &k3).unwrap();
+        for b in [None, Some(&bias)] {
+            let exact = attention(&q, &k, &v, 0.35, b, Kernels::Exact).unwrap();
+            let fast = attention(&q, &k, &v, 0.35, b, Kernels::Fast).unwrap();
+            let err = fast
+                .subtract(&exact)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(None)
+                .unwrap()
+                .item_cast::<f32>();
+            assert!(err < 2e-6, "attention (bias {}) {err}", b.is_some());
+        }
         assert_ne!(
             Kernels::Fast.cpu_math(),
             Kernels::Exact.cpu_math(),

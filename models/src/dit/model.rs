@@ -248,8 +248,38 @@ impl WanModel {
 
     /// Zero-pad each context to `text_len` rows and embed → `[B, text_len, D]`.
     pub fn embed_context(&self, context: &[Array]) -> Result<Array> {
+        self.embed_rows(context, self.config.text_len)
+    }
+
+    /// Each context `[L_b, text_dim]` checked, zero-padded to `rows` (≥ every `L_b`, ≤
+    /// `text_len`) and embedded → `[B, rows, D]` float32.
+    fn embed_rows(&self, context: &[Array], rows: i32) -> Result<Array> {
+        let lens = self.context_lens(context)?;
+        let td = self.config.text_dim;
+        let padded = context
+            .iter()
+            .zip(&lens)
+            .map(|(c, &n)| {
+                let c = cast(c, Dtype::Float32)?;
+                Ok(if n < rows {
+                    concatenate(&[c, mlx_rs::ops::zeros::<f32>(&[rows - n, td])?], 0)?
+                } else {
+                    c
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ctx = mlx_rs::ops::stack(&padded, 0)?;
+        let h = mlx_rs::nn::gelu_approximate(self.text_embedding.fc1.forward(&ctx)?)?;
+        cast(&self.text_embedding.fc2.forward(&h)?, Dtype::Float32)
+    }
+
+    /// Rows of each context, checked against `[L ≤ text_len, text_dim]`.
+    fn context_lens(&self, context: &[Array]) -> Result<Vec<i32>> {
         let (tl, td) = (self.config.text_len, self.config.text_dim);
-        let rows = context
+        if context.is_empty() {
+            return Err(Error::Input("no context given".into()));
+        }
+        context
             .iter()
             .map(|c| {
                 let s = c.shape();
@@ -262,13 +292,9 @@ impl WanModel {
                         s[0]
                     )));
                 }
-                let c = cast(c, Dtype::Float32)?;
-                Ok(if s[0] < tl { concatenate(&[c, mlx_rs::ops::zeros::<f32>(&[tl - s[0], td])?], 0)? } else { c })
+                Ok(s[0])
             })
-            .collect::<Result<Vec<_>>>()?;
-        let ctx = mlx_rs::ops::stack(&rows, 0)?;
-        let h = mlx_rs::nn::gelu_approximate(self.text_embedding.fc1.forward(&ctx)?)?;
-        cast(&self.text_embedding.fc2.forward(&h)?, Dtype::Float32)
+            .collect()
     }
 
     /// Forward pass. Returns the velocity prediction `[B, C_out, F, H, W]` (float32).
@@ -307,6 +333,45 @@ impl WanModel {
             .collect::<Result<Vec<_>>>()?;
         Ok(ContextKv {
             batch: context.shape()[0],
+            blocks,
+        })
+    }
+
+    /// The K/V of unpadded contexts `[L_b, text_dim]` with the zero padding folded: the
+    /// official forward pads every context to `text_len` rows with zeros, and every padding
+    /// row embeds to the same key and value, so keeping `R = min(max L_b + 1, text_len)`
+    /// rows and adding `ln((text_len − L_b) / (R − L_b))` to the scores of sample `b`'s
+    /// padding rows is the same softmax (the same sums, reordered) over `R` keys instead of
+    /// `text_len`. A 100-token prompt attends over 101 keys: the cross-attention scores and
+    /// the resident K/V shrink ≈ 5×. Falls back to [`Self::context_kv`] (no bias) when
+    /// nothing would be folded, or when the float32 folded K/V would outgrow the unfolded
+    /// ones in a narrower compute dtype (bf16 prompts over 255 tokens), so
+    /// [`ContextKv::bytes_for`] stays an upper bound.
+    pub fn context_kv_folded(&self, context: &[Array]) -> Result<ContextKv> {
+        let tl = self.config.text_len;
+        let lens = self.context_lens(context)?;
+        let rows = (lens.iter().copied().max().unwrap_or(0) + 1).min(tl);
+        let cdt = self
+            .blocks
+            .first()
+            .map_or(Dtype::Float32, |b| b.cross_attn.k.dtype());
+        if rows == tl || rows as usize * 4 > tl as usize * crate::quant::dtype_bytes(cdt) {
+            return self.context_kv(&self.embed_rows(context, tl)?);
+        }
+        let emb = self.embed_rows(context, rows)?;
+        let mut bias = Vec::with_capacity(lens.len() * rows as usize);
+        for &n in &lens {
+            let w = ((tl - n) as f64 / (rows - n) as f64).ln() as f32;
+            bias.extend((0..rows).map(|j| if j < n { 0.0 } else { w }));
+        }
+        let bias = Array::from_slice(&bias, &[lens.len() as i32, 1, 1, rows]);
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| b.cross_attn.cross_kv_weighted(&emb, &bias))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ContextKv {
+            batch: lens.len() as i32,
             blocks,
         })
     }
@@ -532,10 +597,12 @@ pub enum Blocks<'a> {
 }
 
 /// The cross-attention K/V of one embedded context batch for every block
-/// ([`WanModel::context_kv`]). Resident for a whole sampling run of an expert:
+/// ([`WanModel::context_kv`]). Resident for a whole sampling run of an expert: unfolded,
 /// `2 · num_layers · B · text_len · dim` elements in the compute dtype — with CFG batched
 /// (B = 2, cond + uncond) TI2V-5B holds 2·30·2·512·3072 = 189 M elements (377 MB bf16,
 /// 755 MB f32), each A14B expert 2·40·2·512·5120 = 419 M (839 MB bf16, 1.68 GB f32).
+/// Folded ([`WanModel::context_kv_folded`]) `text_len` becomes the longest prompt + 1 and
+/// the elements are float32: a 100-token prompt holds 0.39× the bf16 bytes above.
 /// In exchange each step skips `4 · num_layers · B · text_len · dim²` matmul FLOPs.
 #[derive(Debug, Clone)]
 pub struct ContextKv {
@@ -553,7 +620,8 @@ impl ContextKv {
             .sum()
     }
 
-    /// Bytes of the K/V for `batch` contexts of `config` in `dtype` (for memory plans).
+    /// Bytes of the unfolded K/V for `batch` contexts of `config` in `dtype` (for memory
+    /// plans; folded K/V never take more).
     pub fn bytes_for(config: &WanConfig, batch: usize, dtype: Dtype) -> usize {
         2 * config.num_layers as usize
             * batch
@@ -564,7 +632,12 @@ impl ContextKv {
 
     /// Materialise them (once per run; every step then reads them).
     pub fn eval(&self) -> Result<()> {
-        mlx_rs::transforms::eval(self.blocks.iter().flat_map(|b| [&b.k, &b.v]))?;
+        mlx_rs::transforms::eval(
+            self.blocks
+                .iter()
+                .flat_map(|b| [Some(&b.k), Some(&b.v), b.bias.as_ref()])
+                .flatten(),
+        )?;
         Ok(())
     }
 
@@ -579,6 +652,7 @@ impl ContextKv {
                 .map(|b| CrossKv {
                     k: b.k.index(start..start + n),
                     v: b.v.index(start..start + n),
+                    bias: b.bias.as_ref().map(|a| a.index(start..start + n)),
                 })
                 .collect(),
         })

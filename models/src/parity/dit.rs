@@ -2,7 +2,7 @@
 use mlx_rs::Array;
 
 use crate::dit::rope::{freqs_table, grid_cos_sin, rope_apply, sinusoidal_embedding};
-use crate::dit::{DitInput, Timesteps, Trace, WanConfig, WanModel};
+use crate::dit::{DitInput, Kernels, Timesteps, Trace, WanConfig, WanModel};
 use crate::error::{Error, Result};
 use crate::fixture::{Check, Fixture, compare, compare_abs};
 
@@ -146,6 +146,16 @@ pub fn dit(fx: &Fixture) -> Result<Vec<Check>> {
     checks.push(compare(
         "output/out",
         &out,
+        &fx.get("output/out")?,
+        TOL_DIT,
+    )?);
+    // The inference path: context K/V once, the zero padding folded into one weighted key,
+    // the fast kernels — against the same official output.
+    let kv = model.context_kv_folded(&context)?;
+    let fast = model.forward_kv(&x, y.as_ref(), &t, &kv, Kernels::Fast)?;
+    checks.push(compare(
+        "output/out (folded padding, fast kernels)",
+        &fast,
         &fx.get("output/out")?,
         TOL_DIT,
     )?);

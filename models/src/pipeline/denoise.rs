@@ -163,7 +163,7 @@ pub fn denoise(
             } else {
                 vec![c]
             };
-            let kv = model.context_kv(&model.embed_context(&ctxs)?)?;
+            let kv = model.context_kv_folded(&ctxs)?;
             kv.eval()?;
             let kvs = if cfg {
                 Kvs {
