@@ -8,6 +8,9 @@
 //! `flock /tmp/wan-heavy.lock`). Prints one JSON line per point; README "Memory plan"
 //! holds the numbers.
 //!
+//! `-- --probes` separates the DiT step's stages (one head, widened FFN, both kernel
+//! sets; ≈ 7 GB at its largest).
+//!
 //! `-- --t5-release LAYERS` measures what the text phase gives back: umT5-XXL at full
 //! width with LAYERS layers (random weights, the backend's dtype), one prompt encoded,
 //! then the encoder dropped and MLX's cache cleared as the pipeline does before the DiT
@@ -57,9 +60,41 @@ fn t5_release(layers: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stage-separating probes: TI2V-5B width, 2 blocks, 1 280 tokens, batch 2, f32, with
+/// one head (no heads-major copies, negligible scores) and the FFN widened ×1/×2/×4, with
+/// both kernel sets; plus 24 heads. Prints the working set (peak − resident) per probe.
+fn probes() -> anyhow::Result<()> {
+    use wan::dit::{Kernels, WanConfig};
+    use wan::memory::calibrate::dit_step_with;
+    for kernels in [Kernels::Exact, Kernels::Fast] {
+        for heads in [1, 24] {
+            for widen in [1, 2, 4] {
+                let mut cfg = WanConfig::ti2v_5b();
+                cfg.num_layers = 2;
+                cfg.num_heads = heads;
+                cfg.ffn_dim *= widen;
+                let m = dit_step_with(&cfg, [48, 5, 32, 32], 2, mlx_rs::Dtype::Float32, kernels)?;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "probe": "ti2v 2 blocks, 1280 tokens, batch 2, f32",
+                        "kernels": kernels, "heads": heads, "ffn_dim": cfg.ffn_dim,
+                        "resident_bytes": m.resident_bytes, "peak_bytes": m.peak_bytes,
+                        "working_bytes": m.peak_bytes.saturating_sub(m.resident_bytes),
+                    })
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     if let Some(l) = std::env::args().skip_while(|a| a != "--t5-release").nth(1) {
         return t5_release(l.parse()?);
+    }
+    if std::env::args().any(|a| a == "--probes") {
+        return probes();
     }
     let reduced = std::env::args().any(|a| a == "--reduced");
     let only: Option<usize> = std::env::args()

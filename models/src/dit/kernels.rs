@@ -70,6 +70,8 @@ fn c(v: f32) -> Array {
 /// `y → (f, bits)` with `n = round(clip(y, ±126))`, `f = y − n` and `bits` the int32 pattern
 /// of the float `2^n`. The clip keeps `2^n` a normal float; softmax weights below 2^−126 of
 /// the row maximum and GELU gates beyond it are 0 / 1 to float32 precision anyway.
+/// The kernels compute `bits` in one compiled call and recompute `f` (a few adds) in the
+/// next rather than store it: one full-size temporary fewer at the peak.
 fn exp2_split(y: &Array) -> std::result::Result<(Array, Array), Exception> {
     let y = ops::clip(y, (c(-126.0), c(126.0)))?;
     // y + 126.5 ∈ [0.5, 252.5] is positive, so the int cast is a floor: n' = n + 126.
@@ -112,42 +114,40 @@ thread_local! {
     static ROPE: Slot = const { RefCell::new(None) };
 }
 
-/// Softmax over the last axis of float32 `s` given in base-2 units (`softmax(s·ln 2)`).
-fn softmax2(s: &Array) -> Result<Array> {
+/// Unnormalised softmax weights `2^(s − max s)` over the last axis of float32 `s` (base-2
+/// units) and their row sums; `softmax(s·ln 2) = w / sum`. Callers divide after the `·v`
+/// product (`[…, d]` instead of `[…, Lk]` divisions, no normalised copy of the scores).
+/// At the peak: `s`, the int `2^n` bits and `w` (the max and the fraction are recomputed
+/// inside the compiled calls instead of being stored).
+fn softmax2_unnormalized(s: &Array) -> Result<(Array, Array)> {
     let m = s.max_axis(-1, true)?;
-    let d = s.subtract(&m)?; // ≤ 0, row max exactly 0
-    let parts = call(
+    let bits = call(
         &SOFTMAX_SPLIT,
         || {
             Box::new(mlx_rs::transforms::compile::compile(
+                |a: &[Array]| Ok(vec![exp2_split(&a[0].subtract(&a[1])?)?.1]),
+                None,
+            ))
+        },
+        &[s.clone(), m.clone()],
+    )?;
+    let two_n = bits[0].view::<f32>()?;
+    let w = call(
+        &POW2,
+        || {
+            Box::new(mlx_rs::transforms::compile::compile(
                 |a: &[Array]| {
-                    let (f, bits) = exp2_split(&a[0])?;
-                    Ok(vec![f, bits])
+                    let (f, _) = exp2_split(&a[0].subtract(&a[1])?)?;
+                    Ok(vec![exp2_poly(&f)?.multiply(&a[2])?])
                 },
                 None,
             ))
         },
-        std::slice::from_ref(&d),
+        &[s.clone(), m, two_n],
     )?;
-    let w = pow2(&parts[0], &parts[1])?;
+    let w = w.into_iter().next().expect("one output");
     let sum = w.sum_axis(-1, true)?;
-    Ok(w.divide(&sum)?)
-}
-
-/// `p(f)·2^n` from [`exp2_split`]'s parts.
-fn pow2(f: &Array, bits: &Array) -> Result<Array> {
-    let two_n = bits.view::<f32>()?;
-    let out = call(
-        &POW2,
-        || {
-            Box::new(mlx_rs::transforms::compile::compile(
-                |a: &[Array]| Ok(vec![exp2_poly(&a[0])?.multiply(&a[1])?]),
-                None,
-            ))
-        },
-        &[f.clone(), two_n],
-    )?;
-    Ok(out.into_iter().next().expect("one output"))
+    Ok((w, sum))
 }
 
 /// Attention of `q [B, H, L, d]` to `k, v [B, H, Lk, d]` (same dtype), scale `1/√d`, with an
@@ -174,7 +174,8 @@ pub fn attention(
         Some(b) => s.add(b.multiply(c(std::f32::consts::LOG2_E))?)?,
         None => s,
     };
-    Ok(softmax2(&s)?.matmul(v)?)
+    let (w, sum) = softmax2_unnormalized(&s)?;
+    Ok(w.matmul(v)?.divide(&sum)?)
 }
 
 /// GELU with the tanh approximation (`nn.GELU(approximate='tanh')`), written on the CPU
@@ -183,40 +184,39 @@ pub fn gelu_tanh(x: &Array, kernels: Kernels) -> Result<Array> {
     if !(kernels.cpu_math() && x.dtype() == Dtype::Float32) {
         return Ok(mlx_rs::nn::gelu_approximate(x)?);
     }
-    let parts = call(
+    // z' = −2·√(2/π)·log2(e)·(x + 0.044715x³): the gate's exponent in base 2.
+    fn exponent(x: &Array) -> std::result::Result<Array, Exception> {
+        let k = -2.0 * (2.0 / std::f32::consts::PI).sqrt() * std::f32::consts::LOG2_E;
+        x.multiply(x)?
+            .multiply(c(0.044_715))?
+            .add(c(1.0))?
+            .multiply(x)?
+            .multiply(c(k))
+    }
+    let bits = call(
         &GELU_SPLIT,
         || {
             Box::new(mlx_rs::transforms::compile::compile(
-                |a: &[Array]| {
-                    let x = &a[0];
-                    let k = -2.0 * (2.0 / std::f32::consts::PI).sqrt() * std::f32::consts::LOG2_E;
-                    let y = x
-                        .multiply(x)?
-                        .multiply(c(0.044_715))?
-                        .add(c(1.0))?
-                        .multiply(x)?
-                        .multiply(c(k))?;
-                    let (f, bits) = exp2_split(&y)?;
-                    Ok(vec![f, bits])
-                },
+                |a: &[Array]| Ok(vec![exp2_split(&exponent(&a[0])?)?.1]),
                 None,
             ))
         },
         std::slice::from_ref(x),
     )?;
-    let two_n = parts[1].view::<f32>()?;
+    let two_n = bits[0].view::<f32>()?;
     let out = call(
         &GELU_OUT,
         || {
             Box::new(mlx_rs::transforms::compile::compile(
                 |a: &[Array]| {
-                    let w = exp2_poly(&a[1])?.multiply(&a[2])?;
+                    let (f, _) = exp2_split(&exponent(&a[0])?)?;
+                    let w = exp2_poly(&f)?.multiply(&a[1])?;
                     Ok(vec![a[0].divide(c(1.0).add(w)?)?])
                 },
                 None,
             ))
         },
-        &[x.clone(), parts[0].clone(), two_n],
+        &[x.clone(), two_n],
     )?;
     Ok(out.into_iter().next().expect("one output"))
 }
@@ -265,6 +265,11 @@ mod tests {
         let d = a.subtract(b).unwrap().abs().unwrap();
         let r = d.divide(b.abs().unwrap().add(c(1e-30)).unwrap()).unwrap();
         r.max(None).unwrap().item_cast::<f32>()
+    }
+
+    /// `p(f)·2^n` from [`exp2_split`]'s parts, as the compiled kernels assemble it.
+    fn pow2(f: &Array, bits: &Array) -> Result<Array> {
+        Ok(exp2_poly(f)?.multiply(bits.view::<f32>()?)?)
     }
 
     #[test]

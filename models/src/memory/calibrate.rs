@@ -71,9 +71,23 @@ fn run_peak(base: u64, f: impl FnOnce() -> Result<Array>) -> Result<Measured> {
 }
 
 /// One denoising step of a DiT built from `cfg` (all its `num_layers` blocks) in compute
-/// `dtype`: a latent `[C, F', h, w]` in a batch of `batch` (2 = CFG batched), the context
-/// already embedded (as the pipeline holds it), timesteps per token for ti2v.
+/// `dtype`, as the sampling loop runs it: a latent `[C, F', h, w]` in a batch of `batch`
+/// (2 = CFG batched), the context K/V resident (computed once per run; a full `text_len`
+/// prompt, the plan's upper bound — shorter prompts fold their padding and hold less),
+/// timesteps per token for ti2v, the inference kernels.
 pub fn dit_step(cfg: &WanConfig, latent: [i32; 4], batch: i32, dtype: Dtype) -> Result<Measured> {
+    dit_step_with(cfg, latent, batch, dtype, crate::dit::Kernels::Fast)
+}
+
+/// [`dit_step`] with the given kernels (`Exact`: MLX's own softmax / GELU, as Metal runs
+/// them — the probes that separate the stages, README "Calibration").
+pub fn dit_step_with(
+    cfg: &WanConfig,
+    latent: [i32; 4],
+    batch: i32,
+    dtype: Dtype,
+    kernels: crate::dit::Kernels,
+) -> Result<Measured> {
     let base = start()?;
     let mut m = WanModel::new(cfg.clone())?;
     m.set_compute_dtype(dtype)?;
@@ -97,13 +111,14 @@ pub fn dit_step(cfg: &WanConfig, latent: [i32; 4], batch: i32, dtype: Dtype) -> 
         _ => Timesteps::PerSample(vec![500.0; batch as usize]),
     };
     let ctx = mlx_rs::random::uniform::<f32, f32>(-1.0, 1.0, &[cfg.text_len, cfg.text_dim], None)?;
-    let emb = m.embed_context(&vec![ctx; batch as usize])?;
-    let mut inputs = vec![&x, &emb];
+    let kv = m.context_kv_folded(&vec![ctx; batch as usize])?;
+    kv.eval()?;
+    let mut inputs = vec![&x];
     if let Some(y) = &y {
         inputs.push(y);
     }
     mlx_rs::transforms::eval(inputs)?;
-    run_peak(base, || m.forward_embedded(&x, y.as_ref(), &t, &emb, None))
+    run_peak(base, || m.forward_kv(&x, y.as_ref(), &t, &kv, kernels))
 }
 
 /// umT5 encode of `batch` prompts padded to `tokens` (the pipeline encodes one at a time,
@@ -265,7 +280,7 @@ impl Point {
                     * 4
                     * cfg.patch_size.iter().product::<i32>() as u64;
                 weights
-                    + model::dit_context_bytes(cfg, b)
+                    + model::context_kv_bytes(cfg, b, *dtype)
                     + input
                     + model::dit_step_bytes(cfg, model::dit_tokens(cfg, *latent), b, *dtype, k)
             }

@@ -12,9 +12,11 @@
 //! `backend/metal/scaled_dot_product_attention.cpp`):
 //! - `fast::scaled_dot_product_attention` on the **CPU** always takes the composed fallback:
 //!   `q·scale`, `scores = q·kᵀ` materialised as `[B, H, Lq, Lk]` in the compute dtype,
-//!   a precise softmax that reuses the scores buffer, then `scores·v`. Measured: one score
-//!   copy per head at the peak (`dit_scores` ≈ 1.0). At TI2V-5B 1280×704×121 that is
-//!   2·24·27 280²·4 B ≈ 143 GB: the CPU backend cannot run official sizes.
+//!   a precise softmax that reuses the scores buffer, then `scores·v`: one score copy at
+//!   the peak (measured 0.96). The inference path's CPU softmax (`Kernels::Fast`) keeps
+//!   four (scores, `2^n` bits, weights, and what MLX's evaluation order leaves alive).
+//!   At TI2V-5B 1280×704×121 one copy is 2·24·27 280²·4 B ≈ 143 GB: the CPU backend
+//!   cannot run official sizes.
 //! - On **Metal** the fused `sdpa_full` kernel (head dim 64/80/128, query length > 8, no or
 //!   an array mask) never materialises the scores; Wan's head dim is 128, umT5's is 64.
 //!   umT5's additive position bias `[1, H, L, L]` (and bias + key mask) is still built.
@@ -73,25 +75,22 @@ pub struct Constants {
     /// Fraction of the machine's memory a plan may use (the rest: OS, the app, caches).
     pub budget_fraction: f64,
 
-    // DiT step (one block at a time; MLX frees each block's temporaries). The self-
-    // attention and FFN stages share the same [L, D] working copies (residual stream,
-    // norms, modulated input, q/k/v and RoPE temporaries: f32 and compute-dtype parts);
-    // self-attention adds [H, L, L] scores, the FFN two [L, ffn] hidden copies (GELU-tanh
-    // promotes to f32). The cross-attention stage holds fewer [L, D] copies but the
-    // context's K/V temporaries ([text_len, D]) and [H, L, text_len] scores.
-    pub dit_stream_f32: f64,
-    pub dit_stream_cdt: f64,
+    // DiT step (one block at a time; MLX frees each block's temporaries), as the sampling
+    // loop runs it (context K/V resident, `Kernels::Fast`). Self-attention: [L, D] working
+    // copies (residual stream, norms, modulated input, q/k/v, heads-major copies, RoPE) and
+    // the [H, L, L] scores; FFN: fewer [L, D] copies, two or more [L, ffn] hidden copies
+    // and whatever of the scores MLX's depth-first evaluation still holds; cross-attention:
+    // [L, D] copies and [H, L, text_len] scores (the K/V are resident, counted apart).
+    pub dit_self_f32: f64,
+    pub dit_self_cdt: f64,
     pub dit_scores: f64,
+    pub dit_ffn_f32: f64,
+    pub dit_ffn_cdt: f64,
     pub dit_ffn_hidden_f32: f64,
     pub dit_ffn_hidden_cdt: f64,
+    pub dit_ffn_scores: f64,
     pub dit_cross_f32: f64,
-    pub dit_cross_ctx: f64,
     pub dit_cross_scores: f64,
-    /// Extra [L, D] f32 copies with per-token timesteps (ti2v's modulation gathers), in
-    /// the self-attention, cross-attention and FFN stages.
-    pub dit_per_token_self: f64,
-    pub dit_per_token_cross: f64,
-    pub dit_per_token_ffn: f64,
 
     // umT5 encode of one prompt padded to text_len: [H, L, L] bias/score copies, [L, D]
     // stream copies and [L, ffn] copies; one more bias copy from the second layer on.
@@ -112,20 +111,26 @@ pub struct Constants {
     pub vae_video_copies: f64,
 }
 
-/// MLX CPU backend, measured (see the module docs and README "Memory plan").
+/// MLX CPU backend, measured (see the module docs and README "Memory plan"). The DiT
+/// counts are the inference path (`Kernels::Fast`: its CPU softmax keeps the scores, the
+/// int `2^n` bits and the weights — 4 score copies — and its GELU 4 `[L, ffn]` copies);
+/// fitted on full-width TI2V-5B / A14B blocks, with one-head and widened-FFN probes to
+/// separate the stages (README "Calibration"). On the CPU every copy is f32, so the
+/// f32/compute-dtype split of the [L, D] copies is not measurable here: it follows what
+/// each tensor is in the code (norms, RoPE and the residual stream f32; projections and
+/// heads-major copies in the compute dtype).
 pub const CPU: Constants = Constants {
     budget_fraction: 0.8,
-    dit_stream_f32: 16.1,
-    dit_stream_cdt: 4.5,
-    dit_scores: 1.0,
-    dit_ffn_hidden_f32: 1.5,
+    dit_self_f32: 11.0,
+    dit_self_cdt: 7.5,
+    dit_scores: 4.0,
+    dit_ffn_f32: 9.0,
+    dit_ffn_cdt: 3.0,
+    dit_ffn_hidden_f32: 3.5,
     dit_ffn_hidden_cdt: 0.5,
+    dit_ffn_scores: 1.5,
     dit_cross_f32: 10.0,
-    dit_cross_ctx: 6.2,
-    dit_cross_scores: 1.0,
-    dit_per_token_self: 1.0,
-    dit_per_token_cross: 4.0,
-    dit_per_token_ffn: 5.0,
+    dit_cross_scores: 9.0,
     t5_attn: 3.0,
     t5_attn_deep: 1.25,
     t5_stream: 16.0,
@@ -137,14 +142,19 @@ pub const CPU: Constants = Constants {
     vae_video_copies: 3.0,
 };
 
-/// Apple silicon (Metal), assumed: the CPU graph minus what the fused kernels never
-/// materialise (DiT and umT5 attention scores, the fallback's scaled-q copy). Every other
-/// count is the CPU's until measured on a Mac.
+/// Apple silicon (Metal), assumed: the step runs `Kernels::Fast` there too, but only its
+/// fused RoPE differs from MLX's own ops — softmax and GELU are MLX's fused kernels and
+/// `sdpa_full` never materialises scores. So: the CPU's self-attention [L, D] copies minus
+/// the fallback's scaled-q copy, no scores anywhere, and the FFN as measured on the CPU
+/// with MLX's own GELU (`Kernels::Exact` probes: 12 [L, D] + 2 [L, ffn] copies).
 pub const METAL: Constants = Constants {
     budget_fraction: 0.8,
+    dit_self_cdt: CPU.dit_self_cdt - 1.0,
     dit_scores: 0.0,
+    dit_ffn_hidden_f32: 1.5,
+    dit_ffn_hidden_cdt: 0.5,
+    dit_ffn_scores: 0.0,
     dit_cross_scores: 0.0,
-    dit_stream_f32: CPU.dit_stream_f32 - 1.0,
     t5_attn: 2.0,
     ..CPU
 };

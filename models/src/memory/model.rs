@@ -7,7 +7,7 @@ use mlx_rs::Dtype;
 
 use super::constants::{Constants, dtype_bytes};
 use crate::config::VaeKind;
-use crate::dit::{ModelType, WanConfig, WanModel};
+use crate::dit::{WanConfig, WanModel};
 use crate::error::Result;
 use crate::quant::Recipe;
 use crate::t5::T5Config;
@@ -88,9 +88,11 @@ pub fn dit_tokens(cfg: &WanConfig, latent: [i32; 4]) -> u64 {
 }
 
 /// Peak working set of one DiT forward over `tokens` tokens in a batch of `batch` (2 when
-/// cond and uncond run together), weights and the embedded context excluded: the largest
-/// of the self-attention, cross-attention and FFN stages of one block (blocks run one
-/// after another and MLX frees each block's temporaries, so depth adds nothing).
+/// cond and uncond run together), weights and the context K/V excluded: the largest of the
+/// self-attention, cross-attention and FFN stages of one block (blocks run one after
+/// another and MLX frees each block's temporaries, so depth adds nothing). The stages
+/// overlap a little: MLX evaluates the block's graph depth-first, so part of the
+/// self-attention's score buffers can still be alive while the FFN runs.
 pub fn dit_step_bytes(
     cfg: &WanConfig,
     tokens: u64,
@@ -101,21 +103,12 @@ pub fn dit_step_bytes(
     let (l, d, f) = (tokens as f64, cfg.dim as f64, cfg.ffn_dim as f64);
     let (h, lc) = (cfg.num_heads as f64, cfg.text_len as f64);
     let c = dtype_bytes(dtype) as f64;
-    let ld4 = l * d * 4.0;
-    let per_token = if cfg.model_type == ModelType::Ti2v {
-        1.0
-    } else {
-        0.0
-    };
-    let stream = l * d * (k.dit_stream_f32 * 4.0 + k.dit_stream_cdt * c);
-    let self_stage = stream + per_token * k.dit_per_token_self * ld4 + k.dit_scores * h * l * l * c;
-    let ffn = stream
-        + per_token * k.dit_per_token_ffn * ld4
-        + l * f * (k.dit_ffn_hidden_f32 * 4.0 + k.dit_ffn_hidden_cdt * c);
-    let cross = k.dit_cross_f32 * ld4
-        + per_token * k.dit_per_token_cross * ld4
-        + k.dit_cross_ctx * lc * d * 4.0
-        + k.dit_cross_scores * h * l * lc * c;
+    let scores = h * l * l * c;
+    let self_stage = l * d * (k.dit_self_f32 * 4.0 + k.dit_self_cdt * c) + k.dit_scores * scores;
+    let ffn = l * d * (k.dit_ffn_f32 * 4.0 + k.dit_ffn_cdt * c)
+        + l * f * (k.dit_ffn_hidden_f32 * 4.0 + k.dit_ffn_hidden_cdt * c)
+        + k.dit_ffn_scores * scores;
+    let cross = k.dit_cross_f32 * l * d * 4.0 + k.dit_cross_scores * h * l * lc * c;
     (batch as f64 * self_stage.max(cross).max(ffn)) as u64
 }
 
