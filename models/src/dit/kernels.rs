@@ -261,6 +261,11 @@ pub fn rotate(x: &Array, cos2: &Array, sin2: &Array, kernels: Kernels) -> Result
 mod tests {
     use super::*;
 
+    fn max_abs(a: &Array, b: &Array) -> f32 {
+        let d = a.subtract(b).unwrap().abs().unwrap();
+        d.max(None).unwrap().item_cast::<f32>()
+    }
+
     fn max_rel(a: &Array, b: &Array) -> f32 {
         let d = a.subtract(b).unwrap().abs().unwrap();
         let r = d.divide(b.abs().unwrap().add(c(1e-30)).unwrap()).unwrap();
@@ -308,14 +313,7 @@ mod tests {
         for b in [None, Some(&bias)] {
             let exact = attention(&q, &k, &v, 0.35, b, Kernels::Exact).unwrap();
             let fast = attention(&q, &k, &v, 0.35, b, Kernels::Fast).unwrap();
-            let err = fast
-                .subtract(&exact)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max(None)
-                .unwrap()
-                .item_cast::<f32>();
+            let err = max_abs(&fast, &exact);
             assert!(err < 2e-6, "attention (bias {}) {err}", b.is_some());
         }
         assert_ne!(
@@ -327,18 +325,8 @@ mod tests {
         let x = mlx_rs::random::normal::<f32>(&[4, 1000], None, Some(4.0), &key).unwrap();
         let exact = gelu_tanh(&x, Kernels::Exact).unwrap();
         let fast = gelu_tanh(&x, Kernels::Fast).unwrap();
-        let err = fast
-            .subtract(&exact)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max(None)
-            .unwrap();
-        assert!(
-            err.item_cast::<f32>() < 4e-6,
-            "gelu {}",
-            err.item_cast::<f32>()
-        );
+        let err = max_abs(&fast, &exact);
+        assert!(err < 4e-6, "gelu {err}");
         // far tails: x for large x, ≈ 0 (never NaN or inf) for very negative x
         let tails = Array::from_slice(&[-300f32, -40.0, 40.0, 300.0], &[4]);
         let g: Vec<f32> = gelu_tanh(&tails, Kernels::Fast)
