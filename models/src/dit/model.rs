@@ -248,17 +248,18 @@ impl WanModel {
 
     /// Zero-pad each context to `text_len` rows and embed → `[B, text_len, D]`.
     pub fn embed_context(&self, context: &[Array]) -> Result<Array> {
-        self.embed_rows(context, self.config.text_len)
+        let lens = self.context_lens(context)?;
+        self.embed_rows(context, &lens, self.config.text_len)
     }
 
-    /// Each context `[L_b, text_dim]` checked, zero-padded to `rows` (≥ every `L_b`, ≤
-    /// `text_len`) and embedded → `[B, rows, D]` float32.
-    fn embed_rows(&self, context: &[Array], rows: i32) -> Result<Array> {
-        let lens = self.context_lens(context)?;
+    /// Each context `[L_b, text_dim]` (checked by [`Self::context_lens`] → `lens`),
+    /// zero-padded to `rows` (≥ every `L_b`, ≤ `text_len`) and embedded → `[B, rows, D]`
+    /// float32.
+    fn embed_rows(&self, context: &[Array], lens: &[i32], rows: i32) -> Result<Array> {
         let td = self.config.text_dim;
         let padded = context
             .iter()
-            .zip(&lens)
+            .zip(lens)
             .map(|(c, &n)| {
                 let c = cast(c, Dtype::Float32)?;
                 Ok(if n < rows {
@@ -356,9 +357,9 @@ impl WanModel {
             .first()
             .map_or(Dtype::Float32, |b| b.cross_attn.k.dtype());
         if rows == tl || rows as usize * 4 > tl as usize * crate::quant::dtype_bytes(cdt) {
-            return self.context_kv(&self.embed_rows(context, tl)?);
+            return self.context_kv(&self.embed_rows(context, &lens, tl)?);
         }
-        let emb = self.embed_rows(context, rows)?;
+        let emb = self.embed_rows(context, &lens, rows)?;
         let mut bias = Vec::with_capacity(lens.len() * rows as usize);
         for &n in &lens {
             let w = ((tl - n) as f64 / (rows - n) as f64).ln() as f32;

@@ -19,7 +19,7 @@ use crate::checkpoint::{Layout, TensorSource};
 use crate::dit::{ModelType, Timesteps, WanConfig, WanModel};
 use crate::error::{Error, Result};
 use crate::t5::{T5Config, T5Encoder};
-use crate::vae::{RunOpts, VaeConfig, VaeKind, WanVae};
+use crate::vae::{RunOpts, VaeConfig, WanVae};
 
 /// What one run allocated, relative to the active memory before the module was built.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -167,18 +167,7 @@ impl TensorSource for RandomSource {
 
 /// A VAE of `cfg` with random weights (float32, as the pipeline loads it).
 pub fn random_vae(cfg: &VaeConfig) -> Result<WanVae> {
-    let shapes: BTreeMap<String, Vec<i32>> = match cfg.kind {
-        VaeKind::Wan21 => crate::checkpoint::expected_params(
-            &crate::vae::vae21::WanVae21::new(cfg)?,
-            &crate::vae::keys::to_official,
-        ),
-        VaeKind::Wan22 => crate::checkpoint::expected_params(
-            &crate::vae::vae22::WanVae22::new(cfg)?,
-            &crate::vae::keys::to_official,
-        ),
-    }
-    .into_iter()
-    .collect();
+    let shapes: BTreeMap<String, Vec<i32>> = model::vae_params(cfg)?.into_iter().collect();
     WanVae::load(cfg.clone(), &RandomSource(shapes))
 }
 

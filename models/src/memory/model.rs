@@ -156,9 +156,9 @@ pub fn t5_encode_bytes(cfg: &T5Config, tokens: u64, dtype: Dtype, k: &Constants)
     (attn * h * l * l * 4.0 + k.t5_stream * l * d * 4.0 + k.t5_ffn * l * f * c) as u64
 }
 
-/// VAE weights (float32, as the pipelines load them).
-pub fn vae_bytes(cfg: &VaeConfig) -> Result<u64> {
-    let params = match cfg.kind {
+/// Every VAE tensor (official key, shape) of `cfg` (lazy placeholders: no memory).
+pub fn vae_params(cfg: &VaeConfig) -> Result<Vec<(String, Vec<i32>)>> {
+    Ok(match cfg.kind {
         VaeKind::Wan21 => crate::checkpoint::expected_params(
             &crate::vae::vae21::WanVae21::new(cfg)?,
             &crate::vae::keys::to_official,
@@ -167,8 +167,12 @@ pub fn vae_bytes(cfg: &VaeConfig) -> Result<u64> {
             &crate::vae::vae22::WanVae22::new(cfg)?,
             &crate::vae::keys::to_official,
         ),
-    };
-    Ok(params
+    })
+}
+
+/// VAE weights (float32, as the pipelines load them).
+pub fn vae_bytes(cfg: &VaeConfig) -> Result<u64> {
+    Ok(vae_params(cfg)?
         .iter()
         .map(|(_, s)| s.iter().map(|&d| d as u64).product::<u64>() * 4)
         .sum())
