@@ -73,7 +73,8 @@ fn probes() -> anyhow::Result<()> {
                 cfg.num_layers = 2;
                 cfg.num_heads = heads;
                 cfg.ffn_dim *= widen;
-                let m = dit_step_with(&cfg, [48, 5, 32, 32], 2, mlx_rs::Dtype::Float32, kernels)?;
+                let m =
+                    dit_step_with(&cfg, [48, 5, 32, 32], 2, mlx_rs::Dtype::Float32, kernels, 1)?;
                 println!(
                     "{}",
                     serde_json::json!({

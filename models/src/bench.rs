@@ -117,6 +117,8 @@ pub struct StepMode {
     /// ([`WanModel::context_kv_folded`], the pipelines) or all `text_len` rows kept.
     pub fold_padding: bool,
     pub kernels: Kernels,
+    /// Token chunks per block (1: the whole sequence; see `WanModel::forward_blocks`).
+    pub token_chunks: u32,
 }
 
 /// Time `warmup + runs` DiT steps on a random latent `[C, F', h, w]` with a `text_tokens`
@@ -178,7 +180,9 @@ pub fn time_dit_steps(
             fresh = model.context_kv(&emb)?;
             &fresh
         };
-        let out = model.forward_kv(&x, y.as_ref(), &t, kv, mode.kernels)?;
+        let run = crate::dit::Blocks::Run;
+        let (out, _) =
+            model.forward_blocks(&x, y.as_ref(), &t, kv, mode.kernels, run, mode.token_chunks)?;
         mlx_rs::transforms::eval([&out])?;
         Ok(t0.elapsed().as_secs_f64())
     };

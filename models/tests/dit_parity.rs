@@ -209,3 +209,61 @@ fn folded_padding_keys_equal_the_padded_context() {
     assert_eq!(kv.blocks[0].k.shape()[2], tl);
     assert!(kv.blocks[0].bias.is_none());
 }
+
+/// Token-chunked blocks (the memory plan's lean step) give the unchunked forward's output
+/// for every way the tokens pick their modulation: one timestep (broadcast), two per token
+/// (ti2v image→video: t = 0 on frame 0, the mask select, cut by the chunks), three per
+/// token (gather), one per sample (batch of two); chunk counts that divide the tokens
+/// unevenly, one token per chunk, and more chunks than tokens.
+#[test]
+fn token_chunked_blocks_equal_the_whole_sequence() {
+    use wan::dit::{Blocks, Kernels, Timesteps};
+    let Some(path) = common::fixture("dit_ti2v.safetensors") else {
+        return;
+    };
+    let fx = Fixture::open(path).unwrap();
+    let cfg: WanConfig = serde_json::from_value(fx.cfg("constructor").unwrap().clone()).unwrap();
+    let model = WanModel::load(cfg, &fx.params().unwrap()).unwrap();
+    let x = fx.get_f32("input/x").unwrap().expand_dims(0).unwrap();
+    let ctx = fx.get_f32("input/context").unwrap();
+    let n = fx.get_vec_f32("input/t").unwrap().len();
+    let frame = n / x.shape()[2] as usize; // tokens of one latent frame
+    let image = |i: usize| if i < frame { 0.0 } else { 600.0 };
+    let three = |i: usize| [0.0, 300.0, 900.0][i * 3 / n];
+    let x2 = mlx_rs::ops::concatenate(
+        &[x.clone(), x.multiply(mlx_rs::Array::from_f32(0.5)).unwrap()],
+        0,
+    )
+    .unwrap();
+    let cases = [
+        ("one t", &x, Timesteps::PerToken(vec![400.0; n])),
+        (
+            "image frame",
+            &x,
+            Timesteps::PerToken((0..n).map(image).collect()),
+        ),
+        (
+            "three t",
+            &x,
+            Timesteps::PerToken((0..n).map(three).collect()),
+        ),
+        ("per sample", &x2, Timesteps::PerSample(vec![900.0, 100.0])),
+    ];
+    for (what, x, t) in &cases {
+        let b = x.shape()[0] as usize;
+        let kv = model.context_kv_folded(&vec![ctx.clone(); b]).unwrap();
+        let t = match (t, b) {
+            (Timesteps::PerToken(v), 2) => Timesteps::PerToken([v.clone(), v.clone()].concat()),
+            (t, _) => t.clone(),
+        };
+        let whole = model.forward_kv(x, None, &t, &kv, Kernels::Fast).unwrap();
+        for chunks in [2, 3, 7, n as u32, 4 * n as u32] {
+            let got = model
+                .forward_blocks(x, None, &t, &kv, Kernels::Fast, Blocks::Run, chunks)
+                .unwrap()
+                .0;
+            let c = wan::fixture::compare(what, &got, &whole, 1e-5).unwrap();
+            assert!(c.passed(), "{chunks} chunks: {}", c.line());
+        }
+    }
+}

@@ -81,6 +81,7 @@ fn each_validation_error_is_clear() {
     run(with(&["--dtype", "f16"]), "input", "--dtype");
     run(with(&["--memory", "lots"]), "input", "memory `lots`");
     run(with(&["--vae_tile", "2"]), "input", "--vae_tile");
+    run(with(&["--token_chunks", "0"]), "input", "--token_chunks");
     // No plan fits 121 frames at 720p in 1 GB (the CPU's attention scores alone are
     // gigabytes): refused before anything is loaded, with what would fit.
     run(
@@ -268,7 +269,8 @@ fn ti2v_text_to_video_writes_a_valid_mp4() {
         !log.contains("warning"),
         "short prompts need no warning: {log}"
     );
-    // The same prompts again: the contexts come from the cache, umT5 is never loaded.
+    // The same prompts again: the contexts come from the cache, umT5 is never loaded; the
+    // blocks pinned to 3 token chunks (the plan keeps the pin and the sidecar records it).
     let (log, side) = generate_sidecar(
         "ti2v-again",
         &[
@@ -286,9 +288,13 @@ fn ti2v_text_to_video_writes_a_valid_mp4() {
             "A red fox runs.",
             "--negative_prompt",
             "blurry",
+            "--token_chunks",
+            "3",
         ],
         (1280, 704, 1),
     );
+    assert_eq!(side["plan"]["plan"]["token_chunks"], 3, "{}", side["plan"]);
+    assert!(log.contains("3 token chunks"), "{log}");
     assert_eq!(side["context_from_cache"], true, "{log}");
     assert!(side["memory"]["text_active_bytes"].is_null(), "{side}");
     assert!(log.contains("cached prompt"), "{log}");

@@ -188,8 +188,9 @@ try {
   // ── Memory plan (issue 11) ──────────────────────────────────────────────────────────
   // The app plans for WAN_STUDIO_MEMORY=16GB (scripts/e2e-app.sh). The plan line next to
   // Generate shows the predicted peak before anything runs; the largest job the form
-  // allows fits no plan on the CPU backend (its attention scores alone need ~60 GB): the
-  // line says so, Generate is refused with the library's suggestion, nothing is queued.
+  // allows fits no plan on the CPU backend (the decode holds ≈ 28 GB of video copies; the
+  // denoise needs ≈ 17 GB even in 64 token chunks): the line says so, Generate is refused
+  // with the library's suggestion, nothing is queued.
   {
     results.plan_line = await s.until(
       "the plan line",

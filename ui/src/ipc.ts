@@ -186,6 +186,8 @@ export interface MemoryPlan {
     quantization: { bits: number; group_size: number } | null;
     one_expert_at_a_time: boolean;
     batch_cfg: boolean;
+    /** Each DiT block over this many token chunks (1: the whole sequence). */
+    token_chunks: number;
     text_from_cache: boolean;
     vae_tile: { tile: number; overlap: number } | null;
   };

@@ -54,6 +54,10 @@ struct Args {
     /// one weighted key (the pipelines fold; `--text_tokens` < text_len then matters).
     #[arg(long)]
     no_fold: bool,
+    /// Run each block over this many token chunks (the memory plan's lean step; 1: the
+    /// whole sequence at once).
+    #[arg(long, default_value_t = 1)]
+    token_chunks: u32,
     /// Steps of the run the once-per-run FLOPs are spread over (`flops.ratio_amortized`).
     #[arg(long, default_value_t = 50)]
     run_steps: usize,
@@ -132,6 +136,7 @@ fn plan_only(a: &Args, task: Task, size: (i32, i32)) -> Result<()> {
     let overrides = Overrides {
         dtype,
         quantize: quantize.map(Some),
+        token_chunks: (a.token_chunks > 1).then_some(a.token_chunks),
         ..Overrides::default()
     };
     let mut planner = Planner::new(&arch, Machine { bytes, backend }, &overrides);
@@ -249,6 +254,7 @@ fn main() -> Result<()> {
     let mode = wan::bench::StepMode {
         kv_cached: !a.kv_per_step,
         fold_padding: !a.no_fold,
+        token_chunks: a.token_chunks.max(1),
         kernels: if a.kernels == "exact" {
             wan::dit::Kernels::Exact
         } else {

@@ -4,7 +4,7 @@
 //! --save_file`), plus `--negative_prompt`, `--frames_dir`, `--noise`, and the memory plan
 //! in place of `--offload_model` / `--t5_cpu` / `--convert_model_dtype`: `--plan auto`
 //! (default) fits the run to the machine (`--memory 16GB` to simulate one) and refuses,
-//! before loading anything, a run nothing fits; `--dtype`, `--low_memory`, `--vae_tile`
+//! before loading anything, a run nothing fits; `--dtype`, `--low_memory`, `--vae_tile`, `--token_chunks`
 //! pin a choice. Models are loaded phase by phase (umT5 released before the DiT is read);
 //! prompt contexts are cached (`--t5_cache DIR`, `--no_t5_cache`).
 //! Writes an H.264 mp4 and a JSON sidecar (`<file>.json`) atomically; Ctrl-C cancels
@@ -86,6 +86,11 @@ struct Args {
     /// VAE decode tiles in latent cells, or `none` for the whole frame (default: the plan).
     #[arg(long)]
     vae_tile: Option<String>,
+    /// Run each DiT block over this many token chunks (a smaller step working set, the
+    /// same arithmetic; 1: the whole sequence). Default: the plan's (1 unless memory needs
+    /// more).
+    #[arg(long)]
+    token_chunks: Option<u32>,
     /// Prompt-context cache folder (default: the user cache folder).
     #[arg(long)]
     t5_cache: Option<PathBuf>,
@@ -335,6 +340,11 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
             ))),
         },
     };
+    if args.token_chunks == Some(0) {
+        bail!(wan::Error::Input(
+            "--token_chunks must be 1 or more (1: the whole sequence)".into()
+        ));
+    }
     // `--quantize`: the DiT quantized while it loads (a dense folder), with the default
     // recipe for the level; a quantized folder loads as stored.
     let quantize = args
@@ -374,6 +384,7 @@ fn run(args: Args, cancel: &CancelToken) -> Result<()> {
         one_expert_at_a_time: args.low_memory.then_some(true),
         vae_tile,
         quantize: quantize.map(Some),
+        token_chunks: args.token_chunks,
         ..Overrides::default()
     };
     let machine = Machine {

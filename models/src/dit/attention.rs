@@ -119,27 +119,37 @@ impl WanAttention {
 
     /// Self-attention over `x [B, L, D]` (RoPE on q and k).
     pub fn forward_self(&self, x: &Array, rope: &Rope, kernels: Kernels) -> Result<Array> {
+        let q = self.self_q(x, rope, kernels)?;
+        let kv = self.self_kv(x, rope, kernels)?;
+        self.attend(&q, &kv, kernels)
+    }
+
+    /// Rotated, heads-major queries of the tokens `x [B, Lc, D]` whose RoPE rows `rope`
+    /// holds: `[B, H, Lc, d]` in the projection dtype.
+    pub fn self_q(&self, x: &Array, rope: &Rope, kernels: Kernels) -> Result<Array> {
         let q = self.norm(&self.norm_q, self.q.forward(x)?)?;
+        self.rotated_heads(q, rope, kernels)
+    }
+
+    /// Rotated keys and the values of the tokens `x [B, Lc, D]`, heads-major: the
+    /// self-attention's K/V, computable chunk by chunk (each token's row depends on that
+    /// token only) and joined along the token axis.
+    pub fn self_kv(&self, x: &Array, rope: &Rope, kernels: Kernels) -> Result<CrossKv> {
         let k = self.norm(&self.norm_k, self.k.forward(x)?)?;
         let v = self.v.forward(x)?;
-        let (b, l, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let split = [b, l, self.num_heads, d / self.num_heads];
-        // RoPE in float32 ([B, L, H, d]); one cast to the projection dtype afterwards.
-        let rot = |t: Array| -> Result<Array> {
-            let t = cast(&t, Dtype::Float32)?.reshape(&split)?;
-            let t = rotate(&t, rope.cos, rope.sin, kernels)?;
-            self.heads(&t.reshape(&[b, l, d])?)
-        };
-        let (q, k) = (rot(q)?, rot(k)?);
-        self.attend(
-            &q,
-            &CrossKv {
-                k,
-                v: self.heads(&v)?,
-                bias: None,
-            },
-            kernels,
-        )
+        Ok(CrossKv {
+            k: self.rotated_heads(k, rope, kernels)?,
+            v: self.heads(&v)?,
+            bias: None,
+        })
+    }
+
+    /// RoPE in float32 (`[B, L, H, d]`), then one cast to the projection dtype, heads-major.
+    fn rotated_heads(&self, t: Array, rope: &Rope, kernels: Kernels) -> Result<Array> {
+        let (b, l, d) = (t.shape()[0], t.shape()[1], t.shape()[2]);
+        let t = cast(&t, Dtype::Float32)?.reshape(&[b, l, self.num_heads, d / self.num_heads])?;
+        let t = rotate(&t, rope.cos, rope.sin, kernels)?;
+        self.heads(&t.reshape(&[b, l, d])?)
     }
 
     /// K/V of `context [B, L_ctx, D]` (already embedded) for [`Self::forward_cross_kv`].
@@ -176,7 +186,7 @@ impl WanAttention {
     }
 
     /// `q [B, H, L, d]`, K/V `[B, H, Lk, d]` → attention → `o` → `[B, L, D]`.
-    fn attend(&self, q: &Array, kv: &CrossKv, kernels: Kernels) -> Result<Array> {
+    pub fn attend(&self, q: &Array, kv: &CrossKv, kernels: Kernels) -> Result<Array> {
         let s = q.shape();
         let (b, h, l, hd) = (s[0], s[1], s[2], s[3]);
         let scale = 1.0 / (hd as f32).sqrt();

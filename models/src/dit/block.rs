@@ -8,6 +8,7 @@
 use mlx_rs::fast;
 use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::Param;
+use mlx_rs::ops::concatenate;
 use mlx_rs::{Array, Dtype};
 
 use crate::dit::attention::{CrossKv, Rope, WanAttention};
@@ -74,6 +75,21 @@ impl Modulation {
             Pick::Gather(index.clone())
         };
         Ok(Self { table, pick })
+    }
+
+    /// The same modulation for the tokens `[start, end)` only (token-chunked blocks).
+    pub fn tokens(&self, start: i32, end: i32) -> Self {
+        use mlx_rs::ops::indexing::IndexOp;
+        let pick = match &self.pick {
+            Pick::Shared => Pick::Shared,
+            Pick::PerSample(idx) => Pick::PerSample(idx.clone()),
+            Pick::Mask(m) => Pick::Mask(m.index((.., start..end))),
+            Pick::Gather(idx) => Pick::Gather(idx.index((.., start..end))),
+        };
+        Self {
+            table: self.table.clone(),
+            pick,
+        }
     }
 
     /// Chunk `i` as float32, broadcastable to `[B, L, D]`.
@@ -177,16 +193,124 @@ impl WanAttentionBlock {
         trace: Option<&mut BlockTrace>,
     ) -> Result<Array> {
         let m = Modulation::new(self.modulation.add(e0)?, index)?;
-        let ln = |x: &Array| -> Result<Array> { Ok(fast::layer_norm(x, None, None, self.eps)?) };
-        let one = Array::from_f32(1.0);
-
-        let h = ln(x)?.multiply(one.add(m.chunk(1)?)?)?.add(m.chunk(0)?)?;
+        let h = self.modulated(x, &m, 0)?;
         let y = cast(
             &self.self_attn.forward_self(&h, rope, kernels)?,
             Dtype::Float32,
         )?;
-        let x = x.add(y.multiply(m.chunk(2)?)?)?;
+        self.finish(x, y, &m, kv, kernels, trace)
+    }
 
+    /// [`Self::forward_kv`] over token chunks of at most `chunk` tokens, with an `eval`
+    /// after each, so one step's working set is that of a chunk plus the block's
+    /// full-length tensors (input, output, self-attention K/V) instead of the whole
+    /// sequence's. Every stage but the self-attention is token-wise, and the
+    /// self-attention is independent per query: pass 1 computes the rotated keys and the
+    /// values of all tokens chunk by chunk, pass 2 runs each query chunk through the whole
+    /// block against them. The same arithmetic as the unchunked block (per-row matmuls may
+    /// round differently in the last bit); the price is re-normalising the input once more
+    /// and one synchronisation per chunk. The output is evaluated.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_kv_chunked(
+        &self,
+        x: Array,
+        e0: &Array,
+        index: &Array,
+        kv: &CrossKv,
+        rope: &Rope,
+        kernels: Kernels,
+        chunk: i32,
+    ) -> Result<Array> {
+        use mlx_rs::ops::indexing::IndexOp;
+        use mlx_rs::transforms::eval;
+        let m = Modulation::new(self.modulation.add(e0)?, index)?;
+        let l = x.shape()[1];
+        let spans: Vec<(i32, i32)> = (0..l)
+            .step_by(chunk.max(1) as usize)
+            .map(|s| (s, (s + chunk.max(1)).min(l)))
+            .collect();
+        // Token rows [s, e) of the input, its modulation and its RoPE tables.
+        let part = |s: i32, e: i32| -> (Array, Modulation, Array, Array) {
+            (
+                x.index((.., s..e)),
+                m.tokens(s, e),
+                rope.cos.index((.., s..e)),
+                rope.sin.index((.., s..e)),
+            )
+        };
+
+        // Pass 1: the self-attention's keys and values of every token.
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        for &(s, e) in &spans {
+            let (xc, mc, cos, sin) = part(s, e);
+            let h = self.modulated(&xc, &mc, 0)?;
+            let c = self.self_attn.self_kv(
+                &h,
+                &Rope {
+                    cos: &cos,
+                    sin: &sin,
+                },
+                kernels,
+            )?;
+            eval([&c.k, &c.v])?;
+            ks.push(c.k);
+            vs.push(c.v);
+        }
+        let self_kv = CrossKv {
+            k: concatenate(&ks, 2)?,
+            v: concatenate(&vs, 2)?,
+            bias: None,
+        };
+        eval([&self_kv.k, &self_kv.v])?;
+        drop((ks, vs));
+
+        // Pass 2: each query chunk through the whole block.
+        let mut outs = Vec::with_capacity(spans.len());
+        for &(s, e) in &spans {
+            let (xc, mc, cos, sin) = part(s, e);
+            let h = self.modulated(&xc, &mc, 0)?;
+            let q = self.self_attn.self_q(
+                &h,
+                &Rope {
+                    cos: &cos,
+                    sin: &sin,
+                },
+                kernels,
+            )?;
+            let y = cast(
+                &self.self_attn.attend(&q, &self_kv, kernels)?,
+                Dtype::Float32,
+            )?;
+            let out = self.finish(&xc, y, &mc, kv, kernels, None)?;
+            eval([&out])?;
+            outs.push(out);
+        }
+        drop((self_kv, x));
+        let out = concatenate(&outs, 1)?;
+        eval([&out])?;
+        Ok(out)
+    }
+
+    /// `LayerNorm(x)·(1 + scale) + shift` with modulation chunks `first` (shift) and
+    /// `first + 1` (scale).
+    fn modulated(&self, x: &Array, m: &Modulation, first: i32) -> Result<Array> {
+        let ln = fast::layer_norm(x, None, None, self.eps)?;
+        Ok(ln
+            .multiply(Array::from_f32(1.0).add(m.chunk(first + 1)?)?)?
+            .add(m.chunk(first)?)?)
+    }
+
+    /// Everything after the self-attention `y`: gated residual, cross-attention, FFN.
+    fn finish(
+        &self,
+        x: &Array,
+        y: Array,
+        m: &Modulation,
+        kv: &CrossKv,
+        kernels: Kernels,
+        trace: Option<&mut BlockTrace>,
+    ) -> Result<Array> {
+        let x = x.add(y.multiply(m.chunk(2)?)?)?;
         let xn = match &self.norm3 {
             Some(n) => fast::layer_norm(&x, Some(&*n.weight), Some(&*n.bias), self.eps)?,
             None => x.clone(),
@@ -197,7 +321,7 @@ impl WanAttentionBlock {
         )?;
         let x = x.add(&c)?;
 
-        let h = ln(&x)?.multiply(one.add(m.chunk(4)?)?)?.add(m.chunk(3)?)?;
+        let h = self.modulated(&x, m, 3)?;
         let f = cast(&self.ffn.forward(&h, kernels)?, Dtype::Float32)?;
         let out = x.add(f.multiply(m.chunk(5)?)?)?;
         if let Some(t) = trace {

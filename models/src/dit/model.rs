@@ -319,7 +319,7 @@ impl WanModel {
             tr.insert("context_emb".into(), context.clone());
         }
         Ok(self
-            .forward_with(x, y, t, &kv, Kernels::Exact, Blocks::Run, trace)?
+            .forward_with(x, y, t, &kv, Kernels::Exact, Blocks::Run, 1, trace)?
             .0)
     }
 
@@ -388,13 +388,17 @@ impl WanModel {
         kernels: Kernels,
     ) -> Result<Array> {
         Ok(self
-            .forward_with(x, y, t, kv, kernels, Blocks::Run, None)?
+            .forward_with(x, y, t, kv, kernels, Blocks::Run, 1, None)?
             .0)
     }
 
     /// [`Self::forward_kv`] for step caching (MagCache): `Blocks::Reuse(r)` skips the blocks
     /// and adds `r` — an earlier step's `blocks(h) − h`, `[B, L, D]` — to this step's patch
     /// embedding before the head; `Blocks::Keep` runs them and also returns that residual.
+    /// `token_chunks > 1` runs every block over that many token chunks
+    /// ([`WanAttentionBlock::forward_kv_chunked`]: a smaller working set, one evaluation per
+    /// chunk); 1 is the plain lazy forward.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_blocks(
         &self,
         x: &Array,
@@ -403,8 +407,9 @@ impl WanModel {
         kv: &ContextKv,
         kernels: Kernels,
         blocks: Blocks,
+        token_chunks: u32,
     ) -> Result<(Array, Option<Array>)> {
-        self.forward_with(x, y, t, kv, kernels, blocks, None)
+        self.forward_with(x, y, t, kv, kernels, blocks, token_chunks, None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -416,6 +421,7 @@ impl WanModel {
         kv: &ContextKv,
         kernels: Kernels,
         blocks: Blocks,
+        token_chunks: u32,
         mut trace: Option<&mut Trace>,
     ) -> Result<(Array, Option<Array>)> {
         if kv.blocks.len() != self.blocks.len() || kv.batch != x.shape()[0] {
@@ -456,7 +462,21 @@ impl WanModel {
             let out = self.head_tokens(&h.add(r)?, &stem)?;
             return Ok((self.unpatchify(&out, stem.grid)?, None));
         }
+        let l = h.shape()[1];
+        let chunk = chunk_tokens(l, token_chunks);
         for (i, (block, bkv)) in self.blocks.iter().zip(&kv.blocks).enumerate() {
+            if chunk < l && trace.is_none() {
+                h = block.forward_kv_chunked(
+                    h,
+                    &stem.e0,
+                    &stem.index,
+                    bkv,
+                    &stem.rope(),
+                    kernels,
+                    chunk,
+                )?;
+                continue;
+            }
             let mut bt = trace.as_ref().map(|_| BlockTrace::default());
             h = block.forward_kv(
                 &h,
@@ -584,6 +604,12 @@ impl WanModel {
     pub fn head_forward(&self, h: &Array, stem: &Stem) -> Result<Array> {
         self.unpatchify(&self.head_tokens(h, stem)?, stem.grid)
     }
+}
+
+/// Tokens per chunk when `l` tokens run in `chunks` chunks (the last may be shorter).
+pub fn chunk_tokens(l: i32, chunks: u32) -> i32 {
+    let n = chunks.max(1) as i64;
+    ((l as i64 + n - 1) / n).max(1) as i32
 }
 
 /// What a forward does with the block stack (see [`WanModel::forward_blocks`]).

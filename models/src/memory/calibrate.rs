@@ -74,9 +74,16 @@ fn run_peak(base: u64, f: impl FnOnce() -> Result<Array>) -> Result<Measured> {
 /// `dtype`, as the sampling loop runs it: a latent `[C, F', h, w]` in a batch of `batch`
 /// (2 = CFG batched), the context K/V resident (computed once per run; a full `text_len`
 /// prompt, the plan's upper bound — shorter prompts fold their padding and hold less),
-/// timesteps per token for ti2v, the inference kernels.
-pub fn dit_step(cfg: &WanConfig, latent: [i32; 4], batch: i32, dtype: Dtype) -> Result<Measured> {
-    dit_step_with(cfg, latent, batch, dtype, crate::dit::Kernels::Fast)
+/// timesteps per token for ti2v, the inference kernels; every block over `chunks` token
+/// chunks (1: the whole sequence).
+pub fn dit_step(
+    cfg: &WanConfig,
+    latent: [i32; 4],
+    batch: i32,
+    dtype: Dtype,
+    chunks: u32,
+) -> Result<Measured> {
+    dit_step_with(cfg, latent, batch, dtype, crate::dit::Kernels::Fast, chunks)
 }
 
 /// [`dit_step`] with the given kernels (`Exact`: MLX's own softmax / GELU, as Metal runs
@@ -87,6 +94,7 @@ pub fn dit_step_with(
     batch: i32,
     dtype: Dtype,
     kernels: crate::dit::Kernels,
+    chunks: u32,
 ) -> Result<Measured> {
     let base = start()?;
     let mut m = WanModel::new(cfg.clone())?;
@@ -118,7 +126,13 @@ pub fn dit_step_with(
         inputs.push(y);
     }
     mlx_rs::transforms::eval(inputs)?;
-    run_peak(base, || m.forward_kv(&x, y.as_ref(), &t, &kv, kernels))
+    run_peak(base, || {
+        let run = crate::dit::Blocks::Run;
+        Ok(
+            m.forward_blocks(&x, y.as_ref(), &t, &kv, kernels, run, chunks)?
+                .0,
+        )
+    })
 }
 
 /// umT5 encode of `batch` prompts padded to `tokens` (the pipeline encodes one at a time,
@@ -198,6 +212,8 @@ pub enum Point {
         latent: [i32; 4],
         batch: i32,
         dtype: Dtype,
+        /// Token chunks per block (1: the whole sequence).
+        chunks: u32,
     },
     /// One umT5 encode of a prompt padded to `tokens`.
     T5 {
@@ -230,12 +246,18 @@ impl Point {
                 latent,
                 batch,
                 dtype,
+                chunks,
             } => format!(
-                "dit {:?} dim {} × {} block(s), {} tokens, batch {batch}, {dtype:?}",
+                "dit {:?} dim {} × {} block(s), {} tokens{}, batch {batch}, {dtype:?}",
                 cfg.model_type,
                 cfg.dim,
                 cfg.num_layers,
-                model::dit_tokens(cfg, *latent)
+                model::dit_tokens(cfg, *latent),
+                if *chunks > 1 {
+                    format!(" in {chunks} chunks")
+                } else {
+                    String::new()
+                }
             ),
             Point::T5 { cfg, tokens, dtype } => format!(
                 "umT5 dim {} × {} layer(s), vocab {}, {tokens} tokens, {dtype:?}",
@@ -260,6 +282,7 @@ impl Point {
                 latent,
                 batch,
                 dtype,
+                chunks,
             } => {
                 let b = *batch as u64;
                 let weights = model::dit_bytes(cfg, *dtype, None, *dtype)?.resident;
@@ -271,7 +294,14 @@ impl Point {
                 weights
                     + model::context_kv_bytes(cfg, b, *dtype)
                     + input
-                    + model::dit_step_bytes(cfg, model::dit_tokens(cfg, *latent), b, *dtype, k)
+                    + model::dit_step_bytes(
+                        cfg,
+                        model::dit_tokens(cfg, *latent),
+                        b,
+                        *dtype,
+                        k,
+                        *chunks,
+                    )
             }
             Point::T5 { cfg, tokens, dtype } => {
                 model::t5_bytes(cfg, *dtype)
@@ -304,7 +334,8 @@ impl Point {
                 latent,
                 batch,
                 dtype,
-            } => dit_step(cfg, *latent, *batch, *dtype),
+                chunks,
+            } => dit_step(cfg, *latent, *batch, *dtype, *chunks),
             Point::T5 { cfg, tokens, dtype } => t5_encode(cfg, *tokens, 1, *dtype),
             Point::VaeDecode { cfg, latent } => vae_decode(cfg, *latent),
             Point::VaeEncode { cfg, video } => vae_encode(cfg, *video),
@@ -334,6 +365,7 @@ pub fn full_size_points() -> Vec<Point> {
     let f32 = Dtype::Float32;
     let ti2v = blocks(WanConfig::ti2v_5b(), 2);
     let t2v = blocks(WanConfig::t2v_a14b(), 2);
+    let (ti2v_c, t2v_c) = (ti2v.clone(), t2v.clone());
     let mut t5_1 = T5Config::umt5_xxl();
     t5_1.num_layers = 1;
     let mut t5_2 = T5Config::umt5_xxl();
@@ -344,30 +376,57 @@ pub fn full_size_points() -> Vec<Point> {
             latent: [48, 5, 16, 16],
             batch: 2,
             dtype: f32,
+            chunks: 1,
         },
         Point::Dit {
             cfg: ti2v.clone(),
             latent: [48, 5, 32, 32],
             batch: 2,
             dtype: f32,
+            chunks: 1,
         },
         Point::Dit {
             cfg: ti2v,
             latent: [48, 5, 32, 64],
             batch: 2,
             dtype: f32,
+            chunks: 1,
         },
         Point::Dit {
             cfg: t2v.clone(),
             latent: [16, 5, 16, 16],
             batch: 2,
             dtype: f32,
+            chunks: 1,
         },
         Point::Dit {
             cfg: t2v,
             latent: [16, 5, 32, 32],
             batch: 2,
             dtype: f32,
+            chunks: 1,
+        },
+        // Token-chunked blocks (the plan's lean step).
+        Point::Dit {
+            cfg: ti2v_c.clone(),
+            latent: [48, 5, 32, 64],
+            batch: 2,
+            dtype: f32,
+            chunks: 4,
+        },
+        Point::Dit {
+            cfg: ti2v_c,
+            latent: [48, 5, 64, 64],
+            batch: 1,
+            dtype: f32,
+            chunks: 8,
+        },
+        Point::Dit {
+            cfg: t2v_c,
+            latent: [16, 5, 32, 32],
+            batch: 2,
+            dtype: f32,
+            chunks: 4,
         },
         Point::T5 {
             cfg: t5_1,
@@ -407,6 +466,7 @@ pub fn reduced_points() -> Vec<Point> {
     };
     let ti2v = narrow(WanConfig::ti2v_5b(), 768);
     let t2v = narrow(WanConfig::t2v_a14b(), 640);
+    let (ti2v_c, t2v_c) = (ti2v.clone(), t2v.clone());
     let mut t5 = T5Config::umt5_xxl();
     (
         t5.vocab,
@@ -426,24 +486,42 @@ pub fn reduced_points() -> Vec<Point> {
             latent: [48, 5, 8, 8],
             batch: 2,
             dtype: f32,
+            chunks: 1,
         },
         Point::Dit {
             cfg: ti2v,
             latent: [48, 5, 24, 24],
             batch: 2,
             dtype: f32,
+            chunks: 1,
         },
         Point::Dit {
             cfg: t2v.clone(),
             latent: [16, 5, 16, 16],
             batch: 2,
             dtype: f32,
+            chunks: 1,
         },
         Point::Dit {
             cfg: t2v,
             latent: [16, 5, 32, 32],
             batch: 1,
             dtype: f32,
+            chunks: 1,
+        },
+        Point::Dit {
+            cfg: ti2v_c,
+            latent: [48, 5, 24, 24],
+            batch: 2,
+            dtype: f32,
+            chunks: 4,
+        },
+        Point::Dit {
+            cfg: t2v_c,
+            latent: [16, 5, 32, 32],
+            batch: 1,
+            dtype: f32,
+            chunks: 3,
         },
         Point::T5 {
             cfg: t5,

@@ -91,6 +91,11 @@ pub struct Constants {
     pub dit_ffn_scores: f64,
     pub dit_cross_f32: f64,
     pub dit_cross_scores: f64,
+    /// Token-chunked blocks: float32 `[L, D]` copies that stay full-length while the chunks
+    /// run (the block's input, the finished output chunks, the stem's tokens, and what
+    /// joining the chunks leaves — measured 4.5 with the K/V counted apart); the chunk's own
+    /// stages use the counts above at the chunk's length.
+    pub dit_chunked_f32: f64,
 
     // umT5 encode of one prompt padded to text_len: [H, L, L] bias/score copies, [L, D]
     // stream copies and [L, ffn] copies; one more bias copy from the second layer on.
@@ -131,6 +136,7 @@ pub const CPU: Constants = Constants {
     dit_ffn_scores: 1.5,
     dit_cross_f32: 10.0,
     dit_cross_scores: 9.0,
+    dit_chunked_f32: 4.5,
     t5_attn: 3.0,
     t5_attn_deep: 1.25,
     t5_stream: 16.0,

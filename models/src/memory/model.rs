@@ -93,23 +93,44 @@ pub fn dit_tokens(cfg: &WanConfig, latent: [i32; 4]) -> u64 {
 /// another and MLX frees each block's temporaries, so depth adds nothing). The stages
 /// overlap a little: MLX evaluates the block's graph depth-first, so part of the
 /// self-attention's score buffers can still be alive while the FFN runs.
+///
+/// With `chunks > 1` every block runs over that many token chunks, evaluated one after
+/// another (`WanAttentionBlock::forward_kv_chunked`): the stages then hold one chunk's
+/// tokens (its queries against all the keys), on top of the block's full-length tensors —
+/// `dit_chunked_f32` float32 `[L, D]` copies (input, finished chunks, the stem's tokens)
+/// and the self-attention's K and V in the compute dtype.
 pub fn dit_step_bytes(
     cfg: &WanConfig,
     tokens: u64,
     batch: u64,
     dtype: Dtype,
     k: &Constants,
+    chunks: u32,
 ) -> u64 {
-    let (l, d, f) = (tokens as f64, cfg.dim as f64, cfg.ffn_dim as f64);
-    let (h, lc) = (cfg.num_heads as f64, cfg.text_len as f64);
+    let l = tokens as f64;
+    let d = cfg.dim as f64;
     let c = dtype_bytes(dtype) as f64;
-    let scores = h * l * l * c;
+    let per_sample = if chunks <= 1 || tokens <= 1 {
+        dit_stage_bytes(cfg, l, l, c, k)
+    } else {
+        let lc = crate::dit::model::chunk_tokens(tokens.min(i32::MAX as u64) as i32, chunks);
+        l * d * (k.dit_chunked_f32 * 4.0 + 2.0 * c) + dit_stage_bytes(cfg, lc as f64, l, c, k)
+    };
+    (batch as f64 * per_sample) as u64
+}
+
+/// The largest stage of one block for `l` query tokens against `keys` self-attention keys,
+/// one sample, compute dtype of `c` bytes.
+fn dit_stage_bytes(cfg: &WanConfig, l: f64, keys: f64, c: f64, k: &Constants) -> f64 {
+    let (d, f) = (cfg.dim as f64, cfg.ffn_dim as f64);
+    let (h, lc) = (cfg.num_heads as f64, cfg.text_len as f64);
+    let scores = h * l * keys * c;
     let self_stage = l * d * (k.dit_self_f32 * 4.0 + k.dit_self_cdt * c) + k.dit_scores * scores;
     let ffn = l * d * (k.dit_ffn_f32 * 4.0 + k.dit_ffn_cdt * c)
         + l * f * (k.dit_ffn_hidden_f32 * 4.0 + k.dit_ffn_hidden_cdt * c)
         + k.dit_ffn_scores * scores;
     let cross = k.dit_cross_f32 * l * d * 4.0 + k.dit_cross_scores * h * l * lc * c;
-    (batch as f64 * self_stage.max(cross).max(ffn)) as u64
+    self_stage.max(cross).max(ffn)
 }
 
 /// The embedded context the denoiser keeps for a whole run: `[B, text_len, dim]` f32.
@@ -286,14 +307,14 @@ mod tests {
         let cfg = WanConfig::ti2v_5b();
         let k = &super::super::constants::CPU;
         let m = &super::super::constants::METAL;
-        let small = dit_step_bytes(&cfg, 1000, 2, Dtype::Float32, k);
-        let large = dit_step_bytes(&cfg, 27_280, 2, Dtype::Float32, k);
+        let small = dit_step_bytes(&cfg, 1000, 2, Dtype::Float32, k, 1);
+        let large = dit_step_bytes(&cfg, 27_280, 2, Dtype::Float32, k, 1);
         // 2·24·27280²·4 B of scores alone.
         assert!(large > 2 * 24 * 27_280u64.pow(2) * 4);
         assert!(large > 100 * small);
         // Metal's fused kernel: linear in the tokens.
-        let ms = dit_step_bytes(&cfg, 1000, 2, Dtype::Bfloat16, m);
-        let ml = dit_step_bytes(&cfg, 27_280, 2, Dtype::Bfloat16, m);
+        let ms = dit_step_bytes(&cfg, 1000, 2, Dtype::Bfloat16, m, 1);
+        let ml = dit_step_bytes(&cfg, 27_280, 2, Dtype::Bfloat16, m, 1);
         assert!(ml < 30 * ms, "{ml} vs {ms}");
     }
 

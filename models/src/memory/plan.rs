@@ -10,7 +10,8 @@
 //! Choices, best first: compute dtype (the backend's default, then bf16 on the CPU), dense
 //! weights before q8 before q4 (a quantized folder, or on-load quantization when the
 //! runtime has it), both A14B experts resident before one at a time, CFG batched before
-//! sequential, the VAE kept from the image encode to the decode before reloading it, the
+//! sequential, each DiT block over the whole sequence before the fewest token chunks that
+//! fit, the VAE kept from the image encode to the decode before reloading it, the
 //! VAE decode untiled (exactly official) before the largest tile that fits.
 use std::collections::BTreeMap;
 
@@ -30,6 +31,9 @@ use crate::vae::tiling::Tiling;
 
 /// Smallest VAE tile (latent cells) the plan goes down to.
 pub const MIN_TILE: i32 = 4;
+
+/// Smallest token chunk the plan goes down to.
+pub const MIN_CHUNK_TOKENS: u64 = 1024;
 
 /// The models of a checkpoint, as far as memory is concerned (shapes and stored dtypes).
 #[derive(Debug, Clone)]
@@ -152,6 +156,8 @@ pub struct Overrides {
     pub t5_dtype: Option<Dtype>,
     /// `Some(None)`: untiled decode, `Some(Some(t))`: tiles of `t` latent cells.
     pub vae_tile: Option<Option<i32>>,
+    /// Token chunks per DiT block (1: the whole sequence at once).
+    pub token_chunks: Option<u32>,
 }
 
 /// How to run: everything the pipeline needs to know.
@@ -167,6 +173,9 @@ pub struct Plan {
     pub one_expert_at_a_time: bool,
     /// Cond and uncond as one batch of two.
     pub batch_cfg: bool,
+    /// Each DiT block runs over this many token chunks, one evaluation each (1: the whole
+    /// sequence at once; more: a smaller step working set, the same arithmetic).
+    pub token_chunks: u32,
     #[serde(serialize_with = "ser_dtype")]
     pub t5_dtype: Dtype,
     /// umT5 is dropped (and MLX's cache cleared) before the DiT is read. Always true.
@@ -235,6 +244,9 @@ impl Plan {
         }
         if !self.batch_cfg {
             t.push("sequential CFG".into());
+        }
+        if self.token_chunks > 1 {
+            t.push(format!("{} token chunks", self.token_chunks));
         }
         if self.text_from_cache {
             t.push("cached prompt".into());
@@ -358,6 +370,19 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Token chunks per block to try, fewest first: the whole sequence, then halving the
+    /// chunk down to [`MIN_CHUNK_TOKENS`] (smaller chunks buy little memory — the block's
+    /// full-length tensors stay — and cost a synchronisation each).
+    fn chunk_options(&self, job: &Job) -> Result<Vec<u32>> {
+        if let Some(n) = self.overrides.token_chunks {
+            return Ok(vec![n.max(1)]);
+        }
+        let tokens = model::dit_tokens(&self.arch.dit, self.latent(job)?);
+        Ok(std::iter::successors(Some(1u32), |n| n.checked_mul(2))
+            .take_while(|&n| n == 1 || tokens / n as u64 >= MIN_CHUNK_TOKENS)
+            .collect())
+    }
+
     fn bools(o: Option<bool>, default_first: bool) -> Vec<bool> {
         match o {
             Some(v) => vec![v],
@@ -402,6 +427,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Load and denoise phases of one DiT configuration.
+    #[allow(clippy::too_many_arguments)]
     fn dit_phases(
         &self,
         job: &Job,
@@ -409,6 +435,7 @@ impl<'a> Planner<'a> {
         quant: Option<QuantSpec>,
         one_expert: bool,
         batch_cfg: bool,
+        chunks: u32,
         vae_resident: u64,
     ) -> Result<(u64, u64)> {
         let a = self.arch;
@@ -456,7 +483,7 @@ impl<'a> Planner<'a> {
             + embedded
             + kv
             + model::sampler_state_bytes(latent, cond)
-            + model::dit_step_bytes(&a.dit, tokens, batch, dtype, self.k());
+            + model::dit_step_bytes(&a.dit, tokens, batch, dtype, self.k(), chunks);
         Ok((load, denoise))
     }
 
@@ -534,18 +561,23 @@ impl<'a> Planner<'a> {
         } else {
             vec![false]
         };
+        let chunk_options = self.chunk_options(job)?;
         let mut leanest: Option<Eval> = None;
         for (quant, on_load) in self.quant_levels() {
             for &dtype in &self.dtypes(self.overrides.dtype) {
                 for &one in &experts {
                     for &batch_cfg in &Self::bools(self.overrides.batch_cfg, true) {
-                        for &keep in &keeps {
+                        for (chunks, &keep) in chunk_options
+                            .iter()
+                            .flat_map(|&n| keeps.iter().map(move |k| (n, k)))
+                        {
                             let (load, denoise) = self.dit_phases(
                                 job,
                                 dtype,
                                 quant,
                                 one,
                                 batch_cfg,
+                                chunks,
                                 if keep { vae } else { 0 },
                             )?;
                             let target = load.max(denoise).max(text);
@@ -583,6 +615,7 @@ impl<'a> Planner<'a> {
                                     quantize_on_load: on_load,
                                     one_expert_at_a_time: one,
                                     batch_cfg,
+                                    token_chunks: chunks,
                                     t5_dtype,
                                     t5_released: true,
                                     text_from_cache: job.text_cached,
@@ -762,43 +795,43 @@ mod tests {
         let ti2v = |gb| plan(Task::Ti2v5B, (1280, 704), 121, gb, Backend::Metal);
         let a14b = |gb| plan(Task::T2vA14B, (1280, 720), 81, gb, Backend::Metal);
         let q = |r: &PlanReport| r.plan.quantization.map(|q| q.bits);
-        // TI2V-5B 1280×704×121.
+        // TI2V-5B 1280×704×121: bf16 everywhere, the smaller Macs by token chunks.
+        let shape = |r: &PlanReport| (r.fits, q(r), r.plan.batch_cfg, r.plan.token_chunks);
         let r16 = ti2v(16);
-        assert!(r16.fits, "{r16:?}");
-        assert_eq!((q(&r16), r16.plan.batch_cfg), (Some(8), false));
-        assert!(r16.plan.quantize_on_load && r16.plan.vae_tile.is_some());
+        assert_eq!(shape(&r16), (true, None, false, 8), "{r16:?}");
+        assert!(r16.plan.vae_tile.is_some());
         let r24 = ti2v(24);
-        assert_eq!((r24.fits, q(&r24), r24.plan.batch_cfg), (true, None, false));
-        assert!(r24.plan.vae_tile.is_some());
+        assert_eq!(shape(&r24), (true, None, true, 4), "{r24:?}");
         let r32 = ti2v(32);
-        assert_eq!((r32.fits, q(&r32), r32.plan.batch_cfg), (true, None, true));
+        assert_eq!(shape(&r32), (true, None, true, 1), "{r32:?}");
         for r in [&r16, &r24, &r32] {
             assert!(r.predicted_peak_bytes <= r.budget_bytes);
             assert_eq!(r.plan.dtype, Dtype::Bfloat16);
             assert_eq!(r.plan.t5_dtype, Dtype::Bfloat16);
             assert!(r.summary.starts_with('≈'), "{}", r.summary);
         }
-        // A14B 1280×720×81.
-        let r = a14b(32);
+        assert!(
+            r16.summary
+                .ends_with("bf16 · sequential CFG · 8 token chunks · tiled decode")
+        );
+        // A14B 1280×720×81: 32 GB fits at q8, one expert, by token chunks; 16 GB does not.
+        let r = a14b(16);
         assert!(!r.fits);
         let reason = r.reason.as_deref().unwrap();
         assert!(reason.contains("the denoise phase needs"), "{reason}");
-        assert!(reason.contains("a 48 GB machine"), "{reason}");
+        assert!(reason.contains("a 24 GB machine"), "{reason}");
+        let r = a14b(32);
+        assert!(r.plan.one_expert_at_a_time, "{r:?}");
+        assert_eq!(shape(&r), (true, Some(8), false, 16), "{r:?}");
         let r = a14b(48);
-        assert!(
-            r.fits && r.plan.one_expert_at_a_time && q(&r) == Some(8) && !r.plan.batch_cfg,
-            "{r:?}"
-        );
+        assert!(r.plan.one_expert_at_a_time, "{r:?}");
+        assert_eq!(shape(&r), (true, None, false, 16), "{r:?}");
         let r = a14b(64);
-        assert!(
-            r.fits && r.plan.one_expert_at_a_time && q(&r).is_none(),
-            "{r:?}"
-        );
+        assert!(r.plan.one_expert_at_a_time, "{r:?}");
+        assert_eq!(shape(&r), (true, None, true, 8), "{r:?}");
         let r = a14b(128);
-        assert!(
-            r.fits && !r.plan.one_expert_at_a_time && q(&r).is_none() && r.plan.batch_cfg,
-            "{r:?}"
-        );
+        assert!(!r.plan.one_expert_at_a_time, "{r:?}");
+        assert_eq!(shape(&r), (true, None, true, 1), "{r:?}");
         assert_eq!(
             r.summary,
             format!(
@@ -811,29 +844,30 @@ mod tests {
     /// A job that fits nothing is refused with every phase's bytes and what would fit.
     #[test]
     fn a_job_no_plan_fits_is_refused_with_a_suggestion() {
-        // The CPU backend materialises the attention scores: TI2V-5B at 720p needs
-        // 2·24·27280²·4 B ≈ 133 GB for them alone; nothing under 512 GB fits.
-        let r = plan(Task::Ti2v5B, (1280, 704), 121, 24, Backend::Cpu);
+        // The CPU backend materialises the attention scores (for one chunk of queries
+        // against every key): TI2V-5B at 720p does not fit 16 GB even in 16 token chunks.
+        let r = plan(Task::Ti2v5B, (1280, 704), 121, 16, Backend::Cpu);
         assert!(!r.fits);
         let reason = r.reason.unwrap();
         assert!(reason.starts_with("the denoise phase needs ≈"), "{reason}");
         assert!(
-            reason.contains("of this 24.0 GB machine may be used"),
+            reason.contains("of this 16.0 GB machine may be used"),
             "{reason}"
         );
         assert!(reason.contains("would fit:"), "{reason}");
         assert!(reason.contains("frames"), "{reason}");
-        // Its leanest try: bf16 scores, CFG one pass at a time: 24·27280²·2 B ≈ 33 GB.
+        // Its leanest try: bf16, CFG one pass at a time, the most chunks (≥ 1024 tokens).
         assert!(
-            r.plan.dtype == Dtype::Bfloat16 && !r.plan.batch_cfg,
+            r.plan.dtype == Dtype::Bfloat16 && !r.plan.batch_cfg && r.plan.token_chunks == 16,
             "{:?}",
             r.plan
         );
-        assert!(r.phases["denoise"] > 33 << 30);
-        // Pinned choices are kept: no quantization when dense is pinned.
+        assert!(r.phases["denoise"] > r.budget_bytes);
+        // Pinned choices are kept: dense weights and the whole sequence at once.
         let arch = Arch::official(Task::Ti2v5B);
         let o = Overrides {
             quantize: Some(None),
+            token_chunks: Some(1),
             ..Overrides::default()
         };
         let mut p = Planner::new(
@@ -854,7 +888,10 @@ mod tests {
             text_cached: false,
         };
         let r = p.choose(&job).unwrap();
-        assert!(!r.fits && r.plan.quantization.is_none(), "{r:?}");
+        assert!(
+            !r.fits && r.plan.quantization.is_none() && r.plan.token_chunks == 1,
+            "{r:?}"
+        );
         // Bad jobs are errors, not plans.
         assert!(
             p.choose(&Job {
@@ -868,7 +905,11 @@ mod tests {
     #[test]
     fn without_on_load_quantization_a_dense_folder_stays_dense() {
         let arch = Arch::official(Task::Ti2v5B);
-        let o = Overrides::default();
+        // Whole-sequence blocks (token chunks would fit bf16 in 16 GB).
+        let o = Overrides {
+            token_chunks: Some(1),
+            ..Overrides::default()
+        };
         let p = Planner {
             runtime: Runtime {
                 on_load_quantization: false,

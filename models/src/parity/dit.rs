@@ -2,7 +2,7 @@
 use mlx_rs::Array;
 
 use crate::dit::rope::{freqs_table, grid_cos_sin, rope_apply, sinusoidal_embedding};
-use crate::dit::{DitInput, Kernels, Timesteps, Trace, WanConfig, WanModel};
+use crate::dit::{Blocks, DitInput, Kernels, Timesteps, Trace, WanConfig, WanModel};
 use crate::error::{Error, Result};
 use crate::fixture::{Check, Fixture, compare, compare_abs};
 
@@ -156,6 +156,16 @@ pub fn dit(fx: &Fixture) -> Result<Vec<Check>> {
     checks.push(compare(
         "output/out (folded padding, fast kernels)",
         &fast,
+        &fx.get("output/out")?,
+        TOL_DIT,
+    )?);
+    // The same over token chunks (the memory plan's lean step): three uneven chunks.
+    let chunked = model
+        .forward_blocks(&x, y.as_ref(), &t, &kv, Kernels::Fast, Blocks::Run, 3)?
+        .0;
+    checks.push(compare(
+        "output/out (3 token chunks, folded, fast kernels)",
+        &chunked,
         &fx.get("output/out")?,
         TOL_DIT,
     )?);

@@ -186,6 +186,7 @@ pub fn pipe_ti2v(fx: &Fixture) -> Result<Vec<Check>> {
         y: None,
         batch_cfg: true,
         step_cache: Default::default(),
+        token_chunks: 1,
     };
     let mut traces = Vec::new();
     let mut rec = |s: StepTrace| traces.push(s);

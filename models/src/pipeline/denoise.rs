@@ -37,6 +37,9 @@ pub struct DenoiseSpec<'a> {
     pub batch_cfg: bool,
     /// Reuse DiT evaluations across steps (`step_cache`); `StepCache::Off` is the official loop.
     pub step_cache: StepCache,
+    /// Run each DiT block over this many token chunks (1: the whole sequence at once; more:
+    /// a smaller step working set, see `WanModel::forward_blocks`). The memory plan picks it.
+    pub token_chunks: u32,
 }
 
 /// Per-step progress handed to the caller (it builds previews and UI events from it).
@@ -225,8 +228,15 @@ pub fn denoise(
                     .expect("both branches run together only when batched"),
             };
             let tt = repeat_t(&model_t, n, per_token);
-            let (out, res) =
-                model.forward_blocks(&x, yn.as_ref(), &tt, kv, Kernels::Fast, blocks)?;
+            let (out, res) = model.forward_blocks(
+                &x,
+                yn.as_ref(),
+                &tt,
+                kv,
+                Kernels::Fast,
+                blocks,
+                spec.token_chunks,
+            )?;
             let outs = match n {
                 1 => vec![out.squeeze_axes(&[0])?],
                 _ => out

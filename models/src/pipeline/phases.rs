@@ -319,6 +319,7 @@ pub fn generate(
         y: prep.y.as_ref(),
         batch_cfg: plan.batch_cfg,
         step_cache: params.step_cache,
+        token_chunks: plan.token_chunks,
     };
     let out = denoise(
         &mut experts,

@@ -67,12 +67,15 @@ pub struct RunOptions {
     pub contexts: Option<(Array, Array)>,
     /// Run cond and uncond as one batch of two (default true via [`RunOptions::new`]).
     pub batch_cfg: bool,
+    /// Token chunks per DiT block (1 via [`RunOptions::new`]; see `DenoiseSpec::token_chunks`).
+    pub token_chunks: u32,
 }
 
 impl RunOptions {
     pub fn new() -> Self {
         Self {
             batch_cfg: true,
+            token_chunks: 1,
             ..Default::default()
         }
     }
@@ -299,6 +302,7 @@ pub fn run(
         y: prep.y.as_ref(),
         batch_cfg: opts.batch_cfg,
         step_cache: params.step_cache,
+        token_chunks: opts.token_chunks,
     };
     let out = denoise(
         comps.experts,
