@@ -229,29 +229,24 @@ impl WanAttentionBlock {
             .step_by(chunk.max(1) as usize)
             .map(|s| (s, (s + chunk.max(1)).min(l)))
             .collect();
-        // Token rows [s, e) of the input, its modulation and its RoPE tables.
-        let part = |s: i32, e: i32| -> (Array, Modulation, Array, Array) {
-            (
-                x.index((.., s..e)),
-                m.tokens(s, e),
-                rope.cos.index((.., s..e)),
-                rope.sin.index((.., s..e)),
-            )
+        // Token rows [s, e) of the input, their modulation, the modulated self-attention
+        // input and their RoPE tables.
+        let part = |s: i32, e: i32| -> Result<(Array, Modulation, Array, [Array; 2])> {
+            let (xc, mc) = (x.index((.., s..e)), m.tokens(s, e));
+            let h = self.modulated(&xc, &mc, 0)?;
+            let rope = [rope.cos.index((.., s..e)), rope.sin.index((.., s..e))];
+            Ok((xc, mc, h, rope))
         };
 
         // Pass 1: the self-attention's keys and values of every token.
         let (mut ks, mut vs) = (Vec::new(), Vec::new());
         for &(s, e) in &spans {
-            let (xc, mc, cos, sin) = part(s, e);
-            let h = self.modulated(&xc, &mc, 0)?;
-            let c = self.self_attn.self_kv(
-                &h,
-                &Rope {
-                    cos: &cos,
-                    sin: &sin,
-                },
-                kernels,
-            )?;
+            let (_, _, h, [cos, sin]) = part(s, e)?;
+            let rc = Rope {
+                cos: &cos,
+                sin: &sin,
+            };
+            let c = self.self_attn.self_kv(&h, &rc, kernels)?;
             eval([&c.k, &c.v])?;
             ks.push(c.k);
             vs.push(c.v);
@@ -267,16 +262,12 @@ impl WanAttentionBlock {
         // Pass 2: each query chunk through the whole block.
         let mut outs = Vec::with_capacity(spans.len());
         for &(s, e) in &spans {
-            let (xc, mc, cos, sin) = part(s, e);
-            let h = self.modulated(&xc, &mc, 0)?;
-            let q = self.self_attn.self_q(
-                &h,
-                &Rope {
-                    cos: &cos,
-                    sin: &sin,
-                },
-                kernels,
-            )?;
+            let (xc, mc, h, [cos, sin]) = part(s, e)?;
+            let rc = Rope {
+                cos: &cos,
+                sin: &sin,
+            };
+            let q = self.self_attn.self_q(&h, &rc, kernels)?;
             let y = cast(
                 &self.self_attn.attend(&q, &self_kv, kernels)?,
                 Dtype::Float32,
