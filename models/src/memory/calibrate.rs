@@ -422,11 +422,18 @@ pub fn full_size_points() -> Vec<Point> {
             chunks: 8,
         },
         Point::Dit {
-            cfg: t2v_c,
+            cfg: t2v_c.clone(),
             latent: [16, 5, 32, 32],
             batch: 2,
             dtype: f32,
             chunks: 4,
+        },
+        Point::Dit {
+            cfg: t2v_c,
+            latent: [16, 5, 64, 64],
+            batch: 1,
+            dtype: f32,
+            chunks: 8,
         },
         Point::T5 {
             cfg: t5_1,

@@ -26,7 +26,7 @@ use super::api::{CancelToken, Event, GenerateParams, Stage, Timings, Video};
 use super::denoise::{DenoiseSpec, denoise};
 use super::load::{LoadOptions, load_experts, load_text_encoder, previewer_for};
 use super::run::{
-    LatentVae, RunRecord, initial_noise, negative_prompt, prepare, truncation_warnings,
+    LatentVae, RunRecord, finish, initial_noise, negative_prompt, prepare, truncation_warnings,
 };
 use super::vae_glue::VaeComponent;
 use crate::checkpoint::folder::Checkpoint;
@@ -357,20 +357,11 @@ pub fn generate(
     end_phase(&mut record, "decode")?;
     timings.decode_s = t2.elapsed().as_secs_f64();
     on_event(Event::Stage(Stage::Done));
-    Ok((
-        Video {
-            frames,
-            fps: cfg.sample_fps,
-            timings,
-        },
-        RunRecord {
-            timesteps: out.timesteps,
-            sigmas: out.sigmas,
-            latent: out.latent,
-            image: prep.image,
-            contexts: (context, context_null),
-            step_cache: out.step_cache,
-        },
-        record,
-    ))
+    let video = Video {
+        frames,
+        fps: cfg.sample_fps,
+        timings,
+    };
+    let (video, run) = finish(video, out, prep.image, (context, context_null));
+    Ok((video, run, record))
 }

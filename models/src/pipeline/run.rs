@@ -330,19 +330,33 @@ pub fn run(
     })?;
     timings.decode_s = t2.elapsed().as_secs_f64();
     on_event(Event::Stage(Stage::Done));
-    Ok((
+    Ok(finish(
         Video {
             frames,
             fps: cfg.sample_fps,
             timings,
         },
-        RunRecord {
-            timesteps: out.timesteps,
-            sigmas: out.sigmas,
-            latent: out.latent,
-            image: prep.image,
-            contexts: (context, context_null),
-            step_cache: out.step_cache,
-        },
+        out,
+        prep.image,
+        (context, context_null),
     ))
+}
+
+/// The clip and what produced it, from a finished sampling run (`run` and the phased
+/// pipeline end the same way).
+pub(crate) fn finish(
+    video: Video,
+    out: super::denoise::Denoised,
+    image: Option<ImageTensors>,
+    contexts: (Array, Array),
+) -> (Video, RunRecord) {
+    let record = RunRecord {
+        timesteps: out.timesteps,
+        sigmas: out.sigmas,
+        latent: out.latent,
+        image,
+        contexts,
+        step_cache: out.step_cache,
+    };
+    (video, record)
 }
