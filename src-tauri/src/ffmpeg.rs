@@ -1,11 +1,13 @@
 //! ffmpeg for the app: checked at start and before a job is queued (never after
 //! denoising), and — only with the user's consent — downloaded as a static build into
-//! the data dir with ffmpeg-sidecar's downloader, where `wan::video::ffmpeg` looks last.
+//! the data dir (the project's HTTP client, cancellable between reads; ffmpeg-sidecar's
+//! URL table and unpacker), where `wan::video::ffmpeg` looks last.
 //! The lookup order itself lives in the library (bundled sidecar → `WAN_FFMPEG` → PATH +
 //! Homebrew folders → the download).
 use std::path::Path;
 
 use serde::Serialize;
+use wan::pipeline::CancelToken;
 use wan::video::ffmpeg::{self, Found, Lookup};
 
 use crate::error::{AppError, AppResult};
@@ -54,6 +56,60 @@ pub fn download_url() -> Option<String> {
         })
 }
 
+/// The archive while it is being received (removed on cancel or failure, and after
+/// unpacking).
+const PARTIAL: &str = "ffmpeg-download.part";
+
+/// Stream `url` into `to`, reporting progress and checking `cancel` before every read.
+fn fetch(
+    url: &str,
+    to: &Path,
+    cancel: &CancelToken,
+    on_event: &(dyn Fn(FfmpegEvent) + Sync),
+) -> AppResult<()> {
+    use std::io::{Read, Write};
+    let external =
+        |e: String| AppError::new("network", format!("downloading ffmpeg from {url}: {e}"));
+    let mut resp = wan::hub::api::agent()
+        .get(url)
+        .call()
+        .map_err(|e| external(e.to_string()))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(external(format!("the server answered HTTP {status}")));
+    }
+    let total = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let io = |e: std::io::Error| AppError::io("writing the ffmpeg download", e);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(to).map_err(io)?);
+    let mut body = resp.body_mut().as_reader();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut done = 0u64;
+    loop {
+        cancel.check()?;
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                return Err(external(format!(
+                    "connection lost after {done} bytes ({e})"
+                )));
+            }
+        };
+        out.write_all(&buf[..n]).map_err(io)?;
+        done += n as u64;
+        on_event(FfmpegEvent::Progress { done, total });
+    }
+    if total > 0 && done != total {
+        return Err(external(format!("received {done} of {total} bytes")));
+    }
+    out.flush().map_err(io)
+}
+
 /// Download progress for the window.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -66,11 +122,14 @@ pub enum FfmpegEvent {
 
 /// Download and unpack a static ffmpeg into `<data dir>/ffmpeg/`, then check that the
 /// lookup finds it and that it runs. Blocking (call it off the UI thread). Needs
-/// `consent`: the app never fetches an executable the user has not agreed to.
+/// `consent`: the app never fetches an executable the user has not agreed to. `cancel`
+/// stops the transfer within one read (`Err` with code `cancelled`); a cancelled or failed
+/// download leaves nothing in the folder.
 pub fn download(
     data_dir: &Path,
     url: &str,
     consent: bool,
+    cancel: &CancelToken,
     on_event: &(dyn Fn(FfmpegEvent) + Sync),
 ) -> AppResult<Found> {
     if !consent {
@@ -82,20 +141,11 @@ pub fn download(
     std::fs::create_dir_all(&dir).map_err(|e| AppError::io("creating the ffmpeg folder", e))?;
     let external =
         |what: &str, e: String| AppError::new("network", format!("{what} ffmpeg from {url}: {e}"));
-    let archive = ffmpeg_sidecar::download::download_ffmpeg_package_with_progress(url, &dir, |e| {
-        use ffmpeg_sidecar::download::FfmpegDownloadProgressEvent as P;
-        if let P::Downloading {
-            total_bytes,
-            downloaded_bytes,
-        } = e
-        {
-            on_event(FfmpegEvent::Progress {
-                done: downloaded_bytes,
-                total: total_bytes,
-            });
-        }
-    })
-    .map_err(|e| external("downloading", format!("{e:#}")))?;
+    let archive = dir.join(PARTIAL);
+    if let Err(e) = fetch(url, &archive, cancel, on_event) {
+        let _ = std::fs::remove_file(&archive);
+        return Err(e);
+    }
     on_event(FfmpegEvent::Unpacking);
     let unpacked = ffmpeg_sidecar::download::unpack_ffmpeg(&archive, &dir);
     let _ = std::fs::remove_file(&archive);
@@ -139,7 +189,8 @@ mod tests {
     #[test]
     fn no_consent_no_download() {
         let d = tempfile::tempdir().unwrap();
-        let e = download(d.path(), "http://127.0.0.1:9/x", false, &|_| {}).unwrap_err();
+        let none = CancelToken::new();
+        let e = download(d.path(), "http://127.0.0.1:9/x", false, &none, &|_| {}).unwrap_err();
         assert_eq!(e.code, "input");
         assert!(!ffmpeg::download_dir(d.path()).exists());
     }
@@ -194,7 +245,11 @@ mod tests {
         let url = format!("{}/cdn/builds/{name}", hub.url());
         let data = t.path().join("data");
         let events = Mutex::new(Vec::new());
-        let found = download(&data, &url, true, &|e| events.lock().unwrap().push(e)).unwrap();
+        let none = CancelToken::new();
+        let found = download(&data, &url, true, &none, &|e| {
+            events.lock().unwrap().push(e)
+        })
+        .unwrap();
         assert_eq!(found.source, Source::Downloaded);
         assert_eq!(found.path, ffmpeg::download_dir(&data).join("ffmpeg"));
         let ev = events.into_inner().unwrap();
@@ -209,5 +264,41 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("ffmpeg")]);
+    }
+
+    /// Cancel during the transfer (as the notice's Cancel button does): the download stops
+    /// within one read with code `cancelled`, long before the file is complete, and leaves
+    /// nothing in the folder — no partial archive, no binary for the lookup to find.
+    #[test]
+    fn cancelled_download_stops_and_leaves_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let repo = t.path().join("hub/builds");
+        std::fs::create_dir_all(&repo).unwrap();
+        let size = 4u64 << 20;
+        std::fs::write(repo.join("ffmpeg.tar.xz"), vec![7u8; size as usize]).unwrap();
+        let opts = MockOptions {
+            bytes_per_sec: Some(1 << 20),
+            ..MockOptions::default()
+        };
+        let hub = MockHub::start(&t.path().join("hub"), opts).unwrap();
+        let url = format!("{}/cdn/builds/ffmpeg.tar.xz", hub.url());
+        let data = t.path().join("data");
+        let cancel = CancelToken::new();
+        let received = Mutex::new(0u64);
+        let e = download(&data, &url, true, &cancel, &|e| {
+            if let FfmpegEvent::Progress { done, .. } = e {
+                *received.lock().unwrap() = done;
+                cancel.cancel();
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e.code, "cancelled", "{e:?}");
+        let got = received.into_inner().unwrap();
+        assert!(got > 0 && got < size, "stopped after {got} of {size} bytes");
+        let left: Vec<_> = std::fs::read_dir(ffmpeg::download_dir(&data))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }

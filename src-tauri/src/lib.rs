@@ -89,6 +89,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         let _ = w.set_theme(Some(t));
     }
     app.manage(Arc::new(downloads::Downloads::new()));
+    app.manage(Arc::new(commands::downloads::FfmpegDownload::default()));
     app.manage(AppState {
         queue,
         gallery,
@@ -144,6 +145,7 @@ pub fn run() {
             commands::downloads::active_download,
             commands::downloads::ffmpeg_status,
             commands::downloads::download_ffmpeg,
+            commands::downloads::cancel_ffmpeg_download,
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     let app = match app {

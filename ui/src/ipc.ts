@@ -414,4 +414,6 @@ export const downloads = {
     ch.onmessage = onEvent;
     return call<void>("download_ffmpeg", { consent: true, onEvent: ch });
   },
+  /** Stop the ffmpeg download in flight (it then reports `failed` with code `cancelled`). */
+  cancelFfmpeg: () => call<void>("cancel_ffmpeg_download"),
 };

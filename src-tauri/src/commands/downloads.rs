@@ -2,11 +2,12 @@
 //! (status at start, consented download). Both run off the MLX worker, on their own
 //! threads, and report over a per-call channel.
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tauri::State;
 use tauri::ipc::Channel;
 use wan::hub::{self, DownloadOptions, KnownRepo};
+use wan::pipeline::CancelToken;
 
 use super::AppState;
 use crate::downloads::{ActiveDownload, DownloadEvent, DownloadJob, Downloads, RepoState};
@@ -97,11 +98,23 @@ pub fn ffmpeg_status(state: State<'_, AppState>) -> FfmpegStatus {
     ffmpeg::status(&state.data_dir)
 }
 
+/// The ffmpeg download in flight, if any (one at a time; Cancel reaches it here).
+#[derive(Default)]
+pub struct FfmpegDownload(Mutex<Option<CancelToken>>);
+
+impl FfmpegDownload {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<CancelToken>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// With the user's consent, fetch a static ffmpeg into the data dir; progress, then
-/// `done` or `failed`, stream over `on_event`.
+/// `done` or `failed` (code `cancelled` after [`cancel_ffmpeg_download`]), stream over
+/// `on_event`.
 #[tauri::command]
 pub fn download_ffmpeg(
     state: State<'_, AppState>,
+    active: State<'_, Arc<FfmpegDownload>>,
     consent: bool,
     on_event: Channel<FfmpegEvent>,
 ) -> AppResult<()> {
@@ -114,17 +127,47 @@ pub fn download_ffmpeg(
             "no static ffmpeg build is known for this platform: install ffmpeg yourself",
         )
     })?;
+    let cancel = {
+        let mut slot = active.slot();
+        if slot.is_some() {
+            return Err(AppError::input("ffmpeg is already being downloaded"));
+        }
+        let c = CancelToken::new();
+        *slot = Some(c.clone());
+        c
+    };
     let data_dir = state.data_dir.clone();
-    std::thread::Builder::new()
+    let active = Arc::clone(&active);
+    let spawned = std::thread::Builder::new()
         .name("ffmpeg-download".into())
-        .spawn(move || {
-            let send = |e| {
-                let _ = on_event.send(e);
-            };
-            if let Err(error) = ffmpeg::download(&data_dir, &url, true, &send) {
-                send(FfmpegEvent::Failed { error });
+        .spawn({
+            let active = Arc::clone(&active);
+            move || {
+                let send = |e| {
+                    let _ = on_event.send(e);
+                };
+                let result = ffmpeg::download(&data_dir, &url, true, &cancel, &send);
+                *active.slot() = None;
+                if let Err(error) = result {
+                    send(FfmpegEvent::Failed { error });
+                }
             }
-        })
-        .map_err(|e| AppError::new("internal", format!("cannot start the download: {e}")))?;
+        });
+    if let Err(e) = spawned {
+        *active.slot() = None;
+        return Err(AppError::new(
+            "internal",
+            format!("cannot start the download: {e}"),
+        ));
+    }
     Ok(())
+}
+
+/// Stop the ffmpeg download in flight (it reports `failed` with code `cancelled` and
+/// leaves nothing behind); nothing to do when none runs.
+#[tauri::command]
+pub fn cancel_ffmpeg_download(active: State<'_, Arc<FfmpegDownload>>) {
+    if let Some(c) = active.slot().as_ref() {
+        c.cancel();
+    }
 }

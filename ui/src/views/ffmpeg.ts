@@ -1,6 +1,7 @@
 // The ffmpeg notice: checked when the app starts (and on "Check again"); hidden while an
 // ffmpeg is found. Without one it says what to install on this platform and offers — only
-// after an explicit "Download" — a static build into the app's data folder, with progress.
+// after an explicit "Download" — a static build into the app's data folder, with progress
+// and a Cancel button.
 import { el, byId } from "../dom";
 import { asAppError, downloads, type FfmpegEvent, type FfmpegStatus } from "../ipc";
 import { formatBytes } from "../form";
@@ -28,12 +29,14 @@ export class FfmpegBanner {
         el("button", { id: "ffmpeg-consent-no", type: "button", text: "Not now" }),
       ),
       el("progress", { id: "ffmpeg-progress", max: 1, value: 0, hidden: true }),
+      el("button", { id: "ffmpeg-cancel", type: "button", text: "Cancel", hidden: true }),
       el("div", { id: "ffmpeg-text", class: "hint" }),
     );
     this.$("ffmpeg-recheck").addEventListener("click", () => void this.check());
     this.$("ffmpeg-download").addEventListener("click", () => this.askConsent());
     this.$("ffmpeg-consent-no").addEventListener("click", () => (this.$("ffmpeg-consent").hidden = true));
     this.$("ffmpeg-consent-yes").addEventListener("click", () => void this.download());
+    this.$("ffmpeg-cancel").addEventListener("click", () => void downloads.cancelFfmpeg());
   }
 
   private $<T extends HTMLElement = HTMLElement>(id: string): T {
@@ -70,7 +73,12 @@ export class FfmpegBanner {
     bar.value = 0;
     text.textContent = "Downloading ffmpeg…";
     this.$<HTMLButtonElement>("ffmpeg-download").disabled = true;
-    const done = () => (this.$<HTMLButtonElement>("ffmpeg-download").disabled = false);
+    const cancel = this.$<HTMLButtonElement>("ffmpeg-cancel");
+    cancel.hidden = false;
+    const done = () => {
+      this.$<HTMLButtonElement>("ffmpeg-download").disabled = false;
+      cancel.hidden = true;
+    };
     try {
       await downloads.downloadFfmpeg((e: FfmpegEvent) => {
         switch (e.kind) {
@@ -79,6 +87,7 @@ export class FfmpegBanner {
             text.textContent = `Downloading ffmpeg: ${formatBytes(e.done)}${e.total ? ` / ${formatBytes(e.total)}` : ""}`;
             break;
           case "unpacking":
+            cancel.hidden = true;
             text.textContent = "Unpacking ffmpeg…";
             break;
           case "done":
@@ -90,7 +99,10 @@ export class FfmpegBanner {
           case "failed":
             done();
             bar.hidden = true;
-            text.textContent = `ffmpeg download failed: ${e.error.message}`;
+            text.textContent =
+              e.error.code === "cancelled"
+                ? "ffmpeg download cancelled; nothing was kept."
+                : `ffmpeg download failed: ${e.error.message}`;
             break;
         }
       });
