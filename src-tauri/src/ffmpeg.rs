@@ -60,6 +60,11 @@ pub fn download_url() -> Option<String> {
 /// unpacking).
 const PARTIAL: &str = "ffmpeg-download.part";
 
+/// A failed step of the download (`downloading`, `unpacking`), code `network`.
+fn network(what: &str, url: &str, e: String) -> AppError {
+    AppError::new("network", format!("{what} ffmpeg from {url}: {e}"))
+}
+
 /// Stream `url` into `to`, reporting progress and checking `cancel` before every read.
 fn fetch(
     url: &str,
@@ -68,8 +73,7 @@ fn fetch(
     on_event: &(dyn Fn(FfmpegEvent) + Sync),
 ) -> AppResult<()> {
     use std::io::{Read, Write};
-    let external =
-        |e: String| AppError::new("network", format!("downloading ffmpeg from {url}: {e}"));
+    let external = |e: String| network("downloading", url, e);
     let mut resp = wan::hub::api::agent()
         .get(url)
         .call()
@@ -139,8 +143,6 @@ pub fn download(
     }
     let dir = ffmpeg::download_dir(data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| AppError::io("creating the ffmpeg folder", e))?;
-    let external =
-        |what: &str, e: String| AppError::new("network", format!("{what} ffmpeg from {url}: {e}"));
     let archive = dir.join(PARTIAL);
     if let Err(e) = fetch(url, &archive, cancel, on_event) {
         let _ = std::fs::remove_file(&archive);
@@ -149,7 +151,7 @@ pub fn download(
     on_event(FfmpegEvent::Unpacking);
     let unpacked = ffmpeg_sidecar::download::unpack_ffmpeg(&archive, &dir);
     let _ = std::fs::remove_file(&archive);
-    unpacked.map_err(|e| external("unpacking", format!("{e:#}")))?;
+    unpacked.map_err(|e| network("unpacking", url, format!("{e:#}")))?;
     let bin = dir.join(ffmpeg::exe_name());
     #[cfg(unix)]
     {

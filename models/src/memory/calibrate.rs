@@ -365,7 +365,6 @@ pub fn full_size_points() -> Vec<Point> {
     let f32 = Dtype::Float32;
     let ti2v = blocks(WanConfig::ti2v_5b(), 2);
     let t2v = blocks(WanConfig::t2v_a14b(), 2);
-    let (ti2v_c, t2v_c) = (ti2v.clone(), t2v.clone());
     let mut t5_1 = T5Config::umt5_xxl();
     t5_1.num_layers = 1;
     let mut t5_2 = T5Config::umt5_xxl();
@@ -386,7 +385,7 @@ pub fn full_size_points() -> Vec<Point> {
             chunks: 1,
         },
         Point::Dit {
-            cfg: ti2v,
+            cfg: ti2v.clone(),
             latent: [48, 5, 32, 64],
             batch: 2,
             dtype: f32,
@@ -400,7 +399,7 @@ pub fn full_size_points() -> Vec<Point> {
             chunks: 1,
         },
         Point::Dit {
-            cfg: t2v,
+            cfg: t2v.clone(),
             latent: [16, 5, 32, 32],
             batch: 2,
             dtype: f32,
@@ -408,28 +407,28 @@ pub fn full_size_points() -> Vec<Point> {
         },
         // Token-chunked blocks (the plan's lean step).
         Point::Dit {
-            cfg: ti2v_c.clone(),
+            cfg: ti2v.clone(),
             latent: [48, 5, 32, 64],
             batch: 2,
             dtype: f32,
             chunks: 4,
         },
         Point::Dit {
-            cfg: ti2v_c,
+            cfg: ti2v,
             latent: [48, 5, 64, 64],
             batch: 1,
             dtype: f32,
             chunks: 8,
         },
         Point::Dit {
-            cfg: t2v_c.clone(),
+            cfg: t2v.clone(),
             latent: [16, 5, 32, 32],
             batch: 2,
             dtype: f32,
             chunks: 4,
         },
         Point::Dit {
-            cfg: t2v_c,
+            cfg: t2v,
             latent: [16, 5, 64, 64],
             batch: 1,
             dtype: f32,
@@ -473,7 +472,6 @@ pub fn reduced_points() -> Vec<Point> {
     };
     let ti2v = narrow(WanConfig::ti2v_5b(), 768);
     let t2v = narrow(WanConfig::t2v_a14b(), 640);
-    let (ti2v_c, t2v_c) = (ti2v.clone(), t2v.clone());
     let mut t5 = T5Config::umt5_xxl();
     (
         t5.vocab,
@@ -496,7 +494,7 @@ pub fn reduced_points() -> Vec<Point> {
             chunks: 1,
         },
         Point::Dit {
-            cfg: ti2v,
+            cfg: ti2v.clone(),
             latent: [48, 5, 24, 24],
             batch: 2,
             dtype: f32,
@@ -510,21 +508,21 @@ pub fn reduced_points() -> Vec<Point> {
             chunks: 1,
         },
         Point::Dit {
-            cfg: t2v,
+            cfg: t2v.clone(),
             latent: [16, 5, 32, 32],
             batch: 1,
             dtype: f32,
             chunks: 1,
         },
         Point::Dit {
-            cfg: ti2v_c,
+            cfg: ti2v,
             latent: [48, 5, 24, 24],
             batch: 2,
             dtype: f32,
             chunks: 4,
         },
         Point::Dit {
-            cfg: t2v_c,
+            cfg: t2v,
             latent: [16, 5, 32, 32],
             batch: 1,
             dtype: f32,

@@ -137,7 +137,6 @@ pub fn download_ffmpeg(
         c
     };
     let data_dir = state.data_dir.clone();
-    let active = Arc::clone(&active);
     let spawned = std::thread::Builder::new()
         .name("ffmpeg-download".into())
         .spawn({
